@@ -41,6 +41,39 @@ _TINY = 1e-290
 _RATIO_MAX = 1e300
 # Batch chunk for the [B, P, P] link-gradient product: bounds the fp64 temporary.
 _GRAD_CHUNK = 8
+# The mat-vecs are memory bound; splitting the strictly upper-triangular E into
+# column (row) blocks skips most of the zero triangle: (K+1)/2K of the bytes.
+_TRI_BLOCKS = 4
+
+
+def _blocks(lo: int, hi: int):
+    n = max(1, min(_TRI_BLOCKS, hi - lo))
+    edges = [lo + (hi - lo) * k // n for k in range(n + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _vec_mat_upper(x, E, i_lo, i_hi, j_lo, j_hi):
+    """out[b, j] = sum_{i_lo <= i < min(i_hi, j)} x[b, i] E[b, i, j] for j in [j_lo, j_hi), else 0."""
+    out = x.new_zeros(x.shape)
+    for c0, c1 in _blocks(j_lo, j_hi):
+        i1 = min(i_hi, c1 - 1)
+        if i1 > i_lo:
+            out[:, c0:c1] = torch.bmm(x[:, None, i_lo:i1], E[:, i_lo:i1, c0:c1]).squeeze(1)
+    return out
+
+
+def _vec_mat_lower(u, Et, i_lo, i_hi, j_lo, j_hi):
+    """out[b, i] = sum_{max(j_lo, i+1) <= j < j_hi} u[b, j] Et[b, j, i] for i in [i_lo, i_hi), else 0.
+
+    The backward needs E @ u; with E stored transposed it becomes a row-vector
+    times matrix again, which streams memory ~2x faster than the column form.
+    """
+    out = u.new_zeros(u.shape)
+    for c0, c1 in _blocks(i_lo, i_hi):
+        j0 = max(j_lo, c0 + 1)
+        if j_hi > j0:
+            out[:, c0:c1] = torch.bmm(u[:, None, j0:j_hi], Et[:, j0:j_hi, c0:c1]).squeeze(1)
+    return out
 
 
 def _band(t: int, P: int, P_len: torch.Tensor, T_len: torch.Tensor) -> torch.Tensor:
@@ -55,8 +88,9 @@ def _gather_logz(alpha: torch.Tensor, P_len: torch.Tensor, T_len: torch.Tensor) 
 
 
 def _forward_fast(match_m: torch.Tensor, links: torch.Tensor, P_len, T_len, check: bool):
-    """Exp-space forward.  Returns (alpha, sigma, shift, E, suspicious[B])."""
+    """Exp-space forward.  Returns (alpha, sigma, shift, E^T, suspicious[B])."""
     B, T, P = match_m.shape
+    D = int((P_len - T_len).max())  # widest band: step t only touches vertices t .. t + D
     dt = match_m.dtype
     E = masked_links(links, P_len, dt)
     s = E.amax(dim=1)
@@ -74,7 +108,7 @@ def _forward_fast(match_m: torch.Tensor, links: torch.Tensor, P_len, T_len, chec
         a.masked_fill_(~torch.isfinite(a), 0.0)
         shift[:, t - 1] = a
         A = (prev - a.unsqueeze(1)).exp_()
-        sig = torch.bmm(A.unsqueeze(1), E).squeeze(1)
+        sig = _vec_mat_upper(A, E, t - 1, min(P, t + D), t, min(P, t + D + 1))
         sigma[:, t] = sig
         alpha[:, t] = sig.log().add_(a.unsqueeze(1)).add_(s).add_(match_m[:, t])
         if not check:
@@ -92,14 +126,17 @@ def _forward_fast(match_m: torch.Tensor, links: torch.Tensor, P_len, T_len, chec
             suspicious[rows] |= (tiny[rows] & reach).any(dim=1)
     a = alpha[:, T - 1].amax(dim=1)
     shift[:, T - 1] = a.masked_fill_(~torch.isfinite(a), 0.0)
-    return alpha, sigma, shift, E, suspicious
+    Et = E.transpose(1, 2).contiguous()
+    del E
+    return alpha, sigma, shift, Et, suspicious
 
 
-def _backward_fast(grad, alpha, sigma, shift, E, P_len, T_len, out_dtype):
+def _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, out_dtype):
     """Posterior (adjoint) recursion in exp space.  Returns (grad_match, grad_links)."""
     B, T, P = alpha.shape
     dt = alpha.dtype
     dev = alpha.device
+    D = int((P_len - T_len).max())
     logz = _gather_logz(alpha, P_len, T_len)
     g = torch.where(torch.isfinite(logz), grad.to(dt), torch.zeros_like(logz))
     onehot = (torch.arange(P, device=dev).unsqueeze(0) == (P_len - 1).unsqueeze(1)).to(dt)
@@ -117,16 +154,18 @@ def _backward_fast(grad, alpha, sigma, shift, E, P_len, T_len, out_dtype):
         u = torch.where(sig > 0, gam / sig, torch.zeros_like(sig)).clamp_(max=_RATIO_MAX)
         ratio[:, t] = u
         A = (alpha[:, t - 1] - shift[:, t - 1].unsqueeze(1)).exp_()
-        gam = torch.bmm(E, u.unsqueeze(2)).squeeze(2).mul_(A)
+        gam = _vec_mat_lower(u, Et, t - 1, min(P, t + D), t, min(P, t + D + 1)).mul_(A)
     grad_match = gam_all.mul_(g.view(B, 1, 1)).to(out_dtype)
     del gam_all
-    A_all = (alpha[:, : T - 1] - shift[:, : T - 1].unsqueeze(2)).exp_().transpose(1, 2)
+    A_all = (alpha[:, : T - 1] - shift[:, : T - 1].unsqueeze(2)).exp_()
+    ratio_t = ratio[:, 1:].transpose(1, 2)
     grad_links = torch.empty((B, P, P), dtype=out_dtype, device=dev)
     for c0 in range(0, B, _GRAD_CHUNK):
         c1 = min(B, c0 + _GRAD_CHUNK)
-        S = torch.bmm(A_all[c0:c1], ratio[c0:c1, 1:])
-        S.mul_(E[c0:c1]).mul_(g[c0:c1].view(-1, 1, 1))
-        grad_links[c0:c1] = S
+        # S^T[j, i] = sum_t ratio_t[j] A_{t-1}[i], in E^T's layout.
+        St = torch.bmm(ratio_t[c0:c1], A_all[c0:c1])
+        St.mul_(Et[c0:c1]).mul_(g[c0:c1].view(-1, 1, 1))
+        grad_links[c0:c1] = St.transpose(1, 2)
     return grad_match, grad_links
 
 
@@ -174,9 +213,9 @@ class _DagLogLikelihood(torch.autograd.Function):
         if mode == "exact":
             alpha = _forward_exact(match_m, masked_links(links, P_len, dt))
             exact_rows = torch.arange(match.shape[0], device=match.device)
-            sigma = shift = E = None
+            sigma = shift = Et = None
         else:
-            alpha, sigma, shift, E, suspicious = _forward_fast(match_m, links, P_len, T_len, mode == "auto")
+            alpha, sigma, shift, Et, suspicious = _forward_fast(match_m, links, P_len, T_len, mode == "auto")
             exact_rows = suspicious.nonzero().squeeze(1)
             if exact_rows.numel():
                 alpha[exact_rows] = _forward_exact(
@@ -185,17 +224,17 @@ class _DagLogLikelihood(torch.autograd.Function):
         logz = _gather_logz(alpha, P_len, T_len)
         ctx.mode = mode
         ctx.in_dtypes = (match.dtype, links.dtype)
-        ctx.save_for_backward(links, alpha, sigma, shift, E, P_len, T_len, exact_rows)
+        ctx.save_for_backward(links, alpha, sigma, shift, Et, P_len, T_len, exact_rows)
         return logz.to(match.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        links, alpha, sigma, shift, E, P_len, T_len, exact_rows = ctx.saved_tensors
+        links, alpha, sigma, shift, Et, P_len, T_len, exact_rows = ctx.saved_tensors
         dt = alpha.dtype
         if ctx.mode == "exact":
             gm, gl = _backward_exact(grad, alpha, masked_links(links, P_len, dt), P_len, T_len)
             return gm.to(ctx.in_dtypes[0]), gl.to(ctx.in_dtypes[1]), None, None, None
-        gm, gl = _backward_fast(grad, alpha, sigma, shift, E, P_len, T_len, dt)
+        gm, gl = _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, dt)
         if exact_rows.numel():
             r = exact_rows
             gm[r], gl[r] = _backward_exact(
