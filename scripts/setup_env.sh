@@ -28,7 +28,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
 fi
-PY="$VENV/bin/python"
+PY="$(cd "$VENV" && pwd)/bin/python"
 PIP=("$PY" -m pip install --disable-pip-version-check -q)
 
 if "$PY" -c 'import torch' 2>/dev/null; then
@@ -53,7 +53,9 @@ else
   "${PIP[@]}" --no-build-isolation --no-deps "$FAIRSEQ_SPEC"
 fi
 
-if ! "$PY" -c 'import nat_plugins, sys; sys.exit(0 if nat_plugins.__file__.startswith(sys.argv[1]) else 1)' "$(pwd)" 2>/dev/null; then
+# Checked from / so the checkout itself on sys.path cannot fake an install.
+here=$(pwd)
+if ! (cd / && "$PY" -c 'import nat_plugins, sys; sys.exit(0 if nat_plugins.__file__.startswith(sys.argv[1]) else 1)' "$here") 2>/dev/null; then
   log "installing nat_plugins (editable)"
   "${PIP[@]}" --no-build-isolation --no-deps -e .
 fi

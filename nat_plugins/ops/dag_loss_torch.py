@@ -126,9 +126,11 @@ def _forward_fast(match_m: torch.Tensor, links: torch.Tensor, P_len, T_len, chec
             suspicious[rows] |= (tiny[rows] & reach).any(dim=1)
     a = alpha[:, T - 1].amax(dim=1)
     shift[:, T - 1] = a.masked_fill_(~torch.isfinite(a), 0.0)
-    Et = E.transpose(1, 2).contiguous()
-    del E
-    return alpha, sigma, shift, Et, suspicious
+    # Transpose in place, chunk by chunk, so E and E^T never both exist in full.
+    for c0 in range(0, B, _GRAD_CHUNK):
+        c1 = min(B, c0 + _GRAD_CHUNK)
+        E[c0:c1] = E[c0:c1].transpose(1, 2).contiguous()
+    return alpha, sigma, shift, E, suspicious
 
 
 def _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, out_dtype):

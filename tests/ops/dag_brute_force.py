@@ -36,11 +36,12 @@ def log_likelihood(match, links, P_len, T_len):
     out = []
     for b in range(match.shape[0]):
         ps = paths(int(P_len[b]), int(T_len[b]))
-        if not ps:
-            out.append(match.new_full((), -math.inf, dtype=torch.float64) + 0 * match[b].sum().double())
+        scores = [path_score(match[b].double(), links[b].double(), p) for p in ps]
+        scores = [s for s in scores if torch.isfinite(s)]
+        if not scores:  # detached: logsumexp's backward of all -inf would be 0 * NaN
+            out.append(torch.tensor(-math.inf, dtype=torch.float64))
             continue
-        scores = torch.stack([path_score(match[b].double(), links[b].double(), p) for p in ps])
-        out.append(torch.logsumexp(scores, dim=0))
+        out.append(torch.logsumexp(torch.stack(scores), dim=0))
     return torch.stack(out)
 
 

@@ -1,0 +1,25 @@
+"""Make the command-line tools in scripts/ importable by module name
+(``import score``) and provide shared fixtures for their tests."""
+import os
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
+for path in (SCRIPTS_DIR, REPO_ROOT):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+@pytest.fixture
+def write_lines(tmp_path):
+    """Write ``lines`` to ``tmp_path/name`` and return the path as a string."""
+
+    def write(name, lines):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return str(path)
+
+    return write
