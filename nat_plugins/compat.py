@@ -11,8 +11,11 @@ checkpoint).  Each shim fixes one documented breakage (REFERENCE §1):
   we never switch the safety off globally.
 * NumPy 2 removed the ``np.float`` / ``np.int`` aliases that fairseq still
   uses in ``dynamic_crf_layer`` and a few wav2vec paths.
-* Hydra gaps: fairseq's hydra model configs miss fields that NAT code reads
-  from ``args`` (see :func:`_patch_hydra_gaps`).
+* fairseq's ``data_utils.batch_by_size`` drops the last batch when its
+  size is not a multiple of ``--required-batch-size-multiple`` (default 8).
+  For training that only skips a few sentences, but ``fairseq-generate``
+  then silently evaluates e.g. 3000 of newstest2014's 3003 lines.  We put
+  the dropped tail back as a final batch (:func:`_keep_last_batch`).
 
 This module imports torch and numpy only at top level; fairseq is touched
 lazily so that ``nat_plugins.ops`` stays importable without fairseq.
@@ -65,6 +68,29 @@ def load_checkpoint_file(path, map_location="cpu"):
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def _keep_last_batch():
+    try:
+        from fairseq.data import data_utils
+    except ImportError:  # ops-only use without fairseq
+        return
+    original = data_utils.batch_by_size
+    if getattr(original, "_nat_plugins_keeps_tail", False):
+        return
+
+    def batch_by_size(indices, *args, **kwargs):
+        batches = original(indices, *args, **kwargs)
+        indices = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
+        covered = sum(len(b) for b in batches)
+        # Batches are consecutive slices of ``indices``; the dropped batch
+        # is exactly the uncovered tail.
+        if covered < len(indices):
+            batches = list(batches) + [indices[covered:]]
+        return batches
+
+    batch_by_size._nat_plugins_keeps_tail = True
+    data_utils.batch_by_size = batch_by_size
+
+
 _installed = False
 
 
@@ -75,6 +101,7 @@ def install():
         return
     _install_numpy_aliases()
     _install_safe_globals()
+    _keep_last_batch()
     _installed = True
 
 

@@ -36,8 +36,21 @@ def _find_user_error(exc):
     return None
 
 
+def _is_cli_flag_check(exc, tb):
+    # fairseq_cli validates flag combinations with bare asserts (e.g. "Must
+    # specify batch size either with --max-tokens or --batch-size"): an
+    # assertion raised directly in a fairseq_cli module is a flag error.
+    if not isinstance(exc, AssertionError) or not str(exc) or tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "fairseq_cli" in tb.tb_frame.f_code.co_filename
+
+
 def _hook(exc_type, exc, tb):
     user_error = _find_user_error(exc)
+    if user_error is None and _is_cli_flag_check(exc, tb):
+        user_error = exc
     if user_error is not None:
         msg = " ".join(str(user_error).split())
         sys.stderr.write(f"nat_plugins: error: {msg}\n")

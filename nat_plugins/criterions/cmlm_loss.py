@@ -11,7 +11,6 @@ against stock ``cmlm_transformer`` optimise the same objective.
 import math
 from dataclasses import dataclass, field
 
-import torch
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass

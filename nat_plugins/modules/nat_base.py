@@ -18,7 +18,6 @@ lives in each model file; loops over steps live in
 import hashlib
 
 import torch
-import torch.nn as nn
 from fairseq.models.transformer import TransformerDecoder, TransformerEncoder, TransformerModel
 
 from ..errors import NATUserError

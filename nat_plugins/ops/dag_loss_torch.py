@@ -40,7 +40,7 @@ _TINY = 1e-290
 # Keeps gamma / sigma finite so that 0 * ratio never produces NaN.
 _RATIO_MAX = 1e300
 # Batch chunk for the [B, P, P] link-gradient product: bounds the fp64 temporary.
-_GRAD_CHUNK = 8
+_GRAD_CHUNK = 4
 # The mat-vecs are memory bound; splitting the strictly upper-triangular E into
 # column (row) blocks skips most of the zero triangle: (K+1)/2K of the bytes.
 _TRI_BLOCKS = 4
@@ -133,7 +133,7 @@ def _forward_fast(match_m: torch.Tensor, links: torch.Tensor, P_len, T_len, chec
     return alpha, sigma, shift, E, suspicious
 
 
-def _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, out_dtype):
+def _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, match_dtype, links_dtype):
     """Posterior (adjoint) recursion in exp space.  Returns (grad_match, grad_links)."""
     B, T, P = alpha.shape
     dt = alpha.dtype
@@ -157,11 +157,12 @@ def _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, out_dtype):
         ratio[:, t] = u
         A = (alpha[:, t - 1] - shift[:, t - 1].unsqueeze(1)).exp_()
         gam = _vec_mat_lower(u, Et, t - 1, min(P, t + D), t, min(P, t + D + 1)).mul_(A)
-    grad_match = gam_all.mul_(g.view(B, 1, 1)).to(out_dtype)
+    grad_match = gam_all.mul_(g.view(B, 1, 1)).to(match_dtype)
     del gam_all
     A_all = (alpha[:, : T - 1] - shift[:, : T - 1].unsqueeze(2)).exp_()
     ratio_t = ratio[:, 1:].transpose(1, 2)
-    grad_links = torch.empty((B, P, P), dtype=out_dtype, device=dev)
+    # Written chunk by chunk straight in the caller's dtype: no full-size fp64 copy.
+    grad_links = torch.empty((B, P, P), dtype=links_dtype, device=dev)
     for c0 in range(0, B, _GRAD_CHUNK):
         c1 = min(B, c0 + _GRAD_CHUNK)
         # S^T[j, i] = sum_t ratio_t[j] A_{t-1}[i], in E^T's layout.
@@ -236,7 +237,7 @@ class _DagLogLikelihood(torch.autograd.Function):
         if ctx.mode == "exact":
             gm, gl = _backward_exact(grad, alpha, masked_links(links, P_len, dt), P_len, T_len)
             return gm.to(ctx.in_dtypes[0]), gl.to(ctx.in_dtypes[1]), None, None, None
-        gm, gl = _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, dt)
+        gm, gl = _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, *ctx.in_dtypes)
         if exact_rows.numel():
             r = exact_rows
             gm[r], gl[r] = _backward_exact(

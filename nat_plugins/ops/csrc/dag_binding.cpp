@@ -102,7 +102,7 @@ at::Tensor best_alignment(const at::Tensor& match, const at::Tensor& links, cons
   return align;
 }
 
-std::vector<at::Tensor> joint_viterbi(const at::Tensor& links, const c10::optional<at::Tensor>& token_logprobs,
+std::vector<at::Tensor> joint_viterbi(const at::Tensor& links, const std::optional<at::Tensor>& token_logprobs,
                                       const at::Tensor& out_len, const at::Tensor& max_len, int64_t Lmax,
                                       double beta) {
   check_cuda(links, "links", links);
