@@ -16,6 +16,9 @@ checkpoint).  Each shim fixes one documented breakage (REFERENCE §1):
   For training that only skips a few sentences, but ``fairseq-generate``
   then silently evaluates e.g. 3000 of newstest2014's 3003 lines.  We put
   the dropped tail back as a final batch (:func:`_keep_last_batch`).
+* Hydra gap: stock NAT models read the criterion's ``label_smoothing`` from
+  the model args, which hydra configs lack
+  (:func:`_patch_hydra_label_smoothing`).
 
 This module imports torch and numpy only at top level; fairseq is touched
 lazily so that ``nat_plugins.ops`` stays importable without fairseq.
@@ -91,6 +94,35 @@ def _keep_last_batch():
     data_utils.batch_by_size = batch_by_size
 
 
+def _patch_hydra_label_smoothing():
+    """fairseq's NAT models read ``self.args.label_smoothing``, a *criterion*
+    option that the hydra model config does not carry, so
+    ``fairseq-hydra-train`` with e.g. stock ``cmlm_transformer`` crashes.
+    Hand the criterion's own value to the model when it is missing."""
+    try:
+        from fairseq.criterions.nat_loss import LabelSmoothedDualImitationCriterion as NatLoss
+    except ImportError:
+        return
+    original = NatLoss.forward
+    if getattr(original, "_nat_plugins_patched", False):
+        return
+
+    def forward(self, model, sample, reduce=True):
+        args = getattr(model, "args", None)
+        if args is not None and getattr(args, "label_smoothing", None) is None:
+            try:
+                args.label_smoothing = self.label_smoothing
+            except Exception:  # read-only OmegaConf node: open it once
+                from omegaconf import open_dict
+
+                with open_dict(args):
+                    args.label_smoothing = self.label_smoothing
+        return original(self, model, sample, reduce=reduce)
+
+    forward._nat_plugins_patched = True
+    NatLoss.forward = forward
+
+
 _installed = False
 
 
@@ -102,6 +134,7 @@ def install():
     _install_numpy_aliases()
     _install_safe_globals()
     _keep_last_batch()
+    _patch_hydra_label_smoothing()
     _installed = True
 
 
