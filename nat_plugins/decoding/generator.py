@@ -55,7 +55,7 @@ class NATGenerator:
         if self.ar_rerank:
             if len(models) != 2:
                 raise NATUserError("--decode-ar-rerank needs --path NAT.pt:AR.pt (exactly two checkpoints)")
-            reranker = models[1]
+            reranker = models[1].eval()
         elif len(models) > 1:
             raise NATUserError("NAT models cannot be ensembled; pass one --path (or use --decode-ar-rerank)")
         model.eval()

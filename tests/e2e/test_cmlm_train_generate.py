@@ -73,3 +73,18 @@ def test_cli_subprocess_train_then_generate(tiny_bin, tmp_path):
     )
     assert gen.returncode == 0, gen.stderr[-2000:]
     assert len(hypotheses(gen.stdout)) == 40
+
+
+def test_ar_reranking_of_length_candidates(tiny_bin, tiny_cmlm, tmp_path, capsys):
+    ar_dir = str(tmp_path / "ar")
+    run_train([tiny_bin, "--task", "translation", "--arch", "transformer_tiny", "--optimizer", "adam", "--lr", "5e-3",
+               "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10", "--max-tokens", "2048", "--max-update", "30",
+               "--save-dir", ar_dir, "--no-epoch-checkpoints", "--cpu", "--num-workers", "0", "--disable-validation",
+               "--user-dir", os.path.join(ROOT, "nat_plugins")])
+    path = f"{tiny_cmlm}:{os.path.join(ar_dir, 'checkpoint_last.pt')}"
+    out = run_generate(gen_args(tiny_bin, path, "--decode-ar-rerank", "--length-beam", "3", "--nbest", "3",
+                                "--decode-iterations", "2"), capsys)
+    lines = [l for l in out.splitlines() if l.startswith("H-0\t")]
+    assert len(lines) == 3  # all three length candidates, ranked by the AR score
+    scores = [float(l.split("\t")[1]) for l in lines]
+    assert scores == sorted(scores, reverse=True)
