@@ -14,6 +14,7 @@ Differences from fairseq's ``translation_lev``:
 """
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -70,6 +71,26 @@ class NATTranslationConfig(TranslationConfig):
     eval_bleu_tok: bool = field(
         default=False, metadata={"help": "with --eval-bleu, also log tokenized compound-split BLEU as bleu_tok"}
     )
+    sundae_update_proportion: float = field(
+        default=1.0, metadata={"help": "SUNDAE: share of canvas positions updated per step (random subset, §2.2)"}
+    )
+    argmax_unrolled_rho: float = field(
+        default=0.3, metadata={"help": "SUNDAE argmax-unrolled decoding: share rho of least certain positions unrolled"}
+    )
+    decode_upsample_scale: Optional[float] = field(
+        default=None, metadata={"help": "DA-Transformer: graph size / source length at decoding; must match training "
+                                        "(default: the trained scale, the upper end of a range)"}
+    )
+    decode_beta: float = field(
+        default=1.0, metadata={"help": "DA-Transformer dag_lookahead: weight of the next vertex's token log-prob"}
+    )
+    decode_viterbi_beta: float = field(
+        default=1.0, metadata={"help": "DA-Transformer dag_joint_viterbi / dag_sample_lennorm: length exponent beta "
+                                       "of (sum of log-probs) / |path|^beta"}
+    )
+    decode_top_p: float = field(
+        default=1.0, metadata={"help": "DA-Transformer dag_sample*: nucleus (top-p) of each sampled transition"}
+    )
 
 
 @register_task("nat_translation", dataclass=NATTranslationConfig)
@@ -107,12 +128,17 @@ class NATTranslationTask(TranslationTask):
         try:
             return super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
         except Exception as exc:
-            if "is invalid" in str(exc):
-                raise NATUserError(
-                    f"{str(exc).split(',')[0]}: a sentence is longer than the model's maximum positions "
-                    f"{max_positions}; shorten it, or pass --skip-invalid-size-inputs-valid-test to skip such lines"
-                ) from exc
-            raise
+            text = str(exc)
+            match = re.search(r"sample #(\d+) is invalid \(=(.*)\) since max_positions=(.*?), skip", text)
+            if match is None:
+                raise
+            sizes = re.findall(r"\d+", re.sub(r"int\d+", "", match.group(2)))
+            limits = re.findall(r"\d+", match.group(3))
+            raise NATUserError(
+                f"sentence #{match.group(1)} is too long: (source, target) lengths ({', '.join(sizes)}) exceed "
+                f"the model's maximum positions ({', '.join(limits)}); shorten it, or pass "
+                "--skip-invalid-size-inputs-valid-test to skip such lines"
+            ) from exc
 
     # ---- decoding -----------------------------------------------------------
     def decoding_options(self, overrides=None):
@@ -130,6 +156,14 @@ class NATTranslationTask(TranslationTask):
             temperature=pick("decode_temperature", cfg.decode_temperature),
             early_stop=pick("decode_early_stop", cfg.decode_early_stop),
             seed=pick("decode_seed", cfg.decode_seed),
+            extra={
+                "sundae_update_proportion": pick("sundae_update_proportion", cfg.sundae_update_proportion),
+                "argmax_unrolled_rho": pick("argmax_unrolled_rho", cfg.argmax_unrolled_rho),
+                "decode_upsample_scale": pick("decode_upsample_scale", cfg.decode_upsample_scale),
+                "decode_beta": pick("decode_beta", cfg.decode_beta),
+                "decode_viterbi_beta": pick("decode_viterbi_beta", cfg.decode_viterbi_beta),
+                "decode_top_p": pick("decode_top_p", cfg.decode_top_p),
+            },
         )
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
@@ -148,13 +182,19 @@ class NATTranslationTask(TranslationTask):
         name = str(name)
         family = model.decoding_family
         if name == "auto":
-            name = next(s for s, c in STRATEGIES.items() if family in c.families and getattr(c, "default", True))
+            defaults = [s for s, c in STRATEGIES.items() if family in c.families and getattr(c, "default", True)]
+            if not defaults:
+                raise NATUserError(f"no decoding strategy is registered for {family} models")
+            name = defaults[0]
         strategy_cls = STRATEGIES.get(name)
         if strategy_cls is None:
             raise NATUserError(f"unknown decoding strategy {name!r} (choose from {', '.join(sorted(STRATEGIES))})")
         if family not in strategy_cls.families:
             usable = sorted(s for s, c in STRATEGIES.items() if family in c.families)
             raise NATUserError(f"decoding strategy {name!r} does not apply to {family} models (use one of: {', '.join(usable)})")
+        if hasattr(model, "prepare_for_decoding"):
+            # Model-specific checks of the decoding options (e.g. DAT's --decode-upsample-scale).
+            model.prepare_for_decoding(options)
         return NATGenerator(
             self.target_dictionary,
             strategy_cls(options),
