@@ -1,7 +1,6 @@
-"""Text conventions for BLEU that the plugin itself needs at validation time.
+"""The tokenized-BLEU text convention, shared by validation and scripts/score.py.
 
-The command-line scorer (``scripts/score.py``) offers the full set; the one
-convention the task needs lives here so the package never imports scripts.
+Kept free of fairseq and torch so the scorer can use it cheaply.
 """
 import re
 
@@ -11,8 +10,12 @@ _HYPHEN = re.compile(r"(\S)-(\S)")
 
 
 def compound_split(line):
-    """fairseq/NAT tokenized-BLEU convention: ``a-b`` -> ``a ##AT##-##AT## b``."""
-    # Applied twice so chains like "a-b-c" split at every hyphen (the regex
-    # consumes the right-hand character of each match).
-    line = _HYPHEN.sub(r"\1 ##AT##-##AT## \2", line)
+    """fairseq/NAT tokenized-BLEU convention: ``a-b`` -> ``a ##AT##-##AT## b``.
+
+    One left-to-right pass of non-overlapping matches, exactly like the
+    ``perl -ple 's{(\\S)-(\\S)}{$1 ##AT##-##AT## $2}g'`` of fairseq's
+    ``compound_split_bleu.sh``: in ``a-b-c`` only the first hyphen splits,
+    because its match consumed the ``b``.  Published numbers use this
+    convention, so we keep its quirk.
+    """
     return _HYPHEN.sub(r"\1 ##AT##-##AT## \2", line)

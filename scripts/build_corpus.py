@@ -60,7 +60,8 @@ class CorpusError(ValueError):
 # "(Arbeit (an jdn.))" vanish completely.
 _BRACKETED = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)|<[^<>]*>")
 _SLASH_ABBREVIATION = re.compile(r"(?<!\S)/[^/\s]+/(?!\S)")
-_CROSS_REFERENCE = re.compile(r"(?<!\S)~\S+")
+# "~xref" is a see-also note running to the end of its alternative
+_CROSS_REFERENCE = re.compile(r"(?<!\S)~[^;]*")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?…])")
 _MARKUP_LEFT = re.compile(r"[{}\[\]()<>|~]")
 

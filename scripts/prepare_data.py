@@ -202,8 +202,11 @@ def binarize(bpe_dir, dest_dir, src, tgt, splits, workers, srcdict=None, quiet=F
     if srcdict:
         command += ["--srcdict", srcdict]
     log("running " + " ".join(command[2:]))
-    result = subprocess.run(command, stdout=subprocess.DEVNULL if quiet else sys.stderr, check=False)
+    output = {"capture_output": True, "text": True} if quiet else {"stdout": sys.stderr}
+    result = subprocess.run(command, check=False, **output)
     if result.returncode != 0:
+        if quiet:
+            sys.stderr.write((result.stdout or "")[-2000:] + (result.stderr or "")[-2000:])
         raise PrepareError(f"fairseq-preprocess failed with exit status {result.returncode}")
 
 
@@ -369,9 +372,12 @@ def write_summary(args, codes, dict_path):
         "dictionary_size": len(read_dictionary_symbols(dict_path)),
         "raw_dir": args.raw_dir,
     }
-    with open(os.path.join(args.dest_dir, "prepare.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
+    path = os.path.join(args.dest_dir, "prepare.json")
+    text = json.dumps(summary, indent=2) + "\n"
+    # rewritten only on change, so a cached re-run leaves data-bin untouched
+    if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
     if not args.quiet:
         log(
             f"ready: {args.dest_dir} (joint dictionary of {summary['dictionary_size']} symbols); interactive use:\n"

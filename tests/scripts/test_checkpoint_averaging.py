@@ -105,3 +105,12 @@ def test_best_n_by_recorded_metric_counts_copies_once(tmp_path):
 def test_missing_checkpoint_error(tmp_path, capsys):
     assert avg.main(["--inputs", str(tmp_path / "nope.pt"), "--output", str(tmp_path / "o.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_last_n_includes_a_newer_checkpoint_last_and_allows_fewer(tmp_path):
+    _checkpoint(tmp_path / "checkpoint_1_50.pt", seed=1, updates=50)
+    _checkpoint(tmp_path / "checkpoint_last.pt", seed=2, updates=73)  # stopped between save intervals
+    names = [os.path.basename(p) for p in avg.last_checkpoints(str(tmp_path), 3, allow_fewer=True)]
+    assert names == ["checkpoint_last.pt", "checkpoint_1_50.pt"]
+    with pytest.raises(avg.AverageError, match="has 2"):
+        avg.last_checkpoints(str(tmp_path), 3)

@@ -202,3 +202,10 @@ def test_not_a_mo_file(tmp_path):
     bad.write_bytes(b"\0" * 40)
     with pytest.raises(bc.CorpusError, match="bad magic"):
         bc.read_mo_catalog(str(bad))
+
+
+def test_missing_package_without_root_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(bc, "DING_PATH", str(tmp_path / "de-en"))
+    monkeypatch.setattr(bc.os, "geteuid", lambda: 1000)
+    with pytest.raises(bc.CorpusError, match=r"sudo apt-get install -y trans-de-en"):
+        bc.ensure_ding_dictionary(str(tmp_path / "de-en"))

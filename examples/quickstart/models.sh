@@ -1,0 +1,61 @@
+# shellcheck shell=bash disable=SC2034
+# Per-model settings of the quickstart comparison (sourced by run.sh).
+#
+# Adding a model = adding one entry here:
+#   MODEL_<name>_REQUIRES  a file that exists once the model has landed
+#                          ("" for stock fairseq); models not landed are skipped
+#   MODEL_<name>_TRAIN     fairseq-train flags: task, architecture, criterion
+#                          (data, save dir, time budget and logging are added by run.sh)
+#   MODEL_<name>_GEN       fairseq-generate flags: task and decoding
+#   MODEL_<name>_DESC      one line for the results table
+# and, for a NAT model, its name to NAT_MODELS.
+#
+# Sizes are CPU-sized on purpose (REFERENCE §8): 2+2 layers, 128 wide, FFN 512,
+# 4 heads, lr 2e-3 with a 200-update warm-up, because a 3+3x256 model scores
+# BLEU 0 after the same few minutes on 2 cores.
+
+NAT_MODELS=(cmlm sundae dat)
+FLAGSHIP=cmlm    # the NAT model run by default next to the AR baseline
+
+# Shared by every model, so the comparison varies only the model.
+COMMON_TRAIN=(
+  --optimizer adam --adam-betas "(0.9,0.98)" --clip-norm 0.0
+  --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 200 --warmup-init-lr 1e-7
+  --dropout 0.1 --weight-decay 0.0 --max-tokens 4096
+  --max-source-positions 256 --max-target-positions 256
+)
+# --user-dir on every generation: it installs the weights-only allow-list that
+# torch >= 2.6 needs to load argparse-trained checkpoints, AR ones included.
+# --required-batch-size-multiple 1: with fairseq's default of 8, batch_by_size
+# silently drops the last (N mod 8) sentences of the test split.
+COMMON_GEN=(--user-dir nat_plugins --batch-size 128 --required-batch-size-multiple 1 --remove-bpe)
+
+MODEL_ar_REQUIRES=""
+MODEL_ar_DESC="AR Transformer 2+2x128, beam 4"
+MODEL_ar_TRAIN=(
+  --task translation --arch transformer
+  --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 128 --decoder-embed-dim 128
+  --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512
+  --encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings
+  --criterion label_smoothed_cross_entropy --label-smoothing 0.1
+)
+# max-len bounds keep a barely trained model from decoding runaway outputs
+MODEL_ar_GEN=(--task translation --beam 4 --max-len-a 1.2 --max-len-b 10)
+
+MODEL_cmlm_REQUIRES="nat_plugins/models/cmlm.py"
+MODEL_cmlm_DESC="CMLM 2+2x128, 10 iterations, 3 length candidates"
+MODEL_cmlm_TRAIN=(--user-dir nat_plugins --task nat_translation --arch cmlm_small --criterion cmlm_loss)
+MODEL_cmlm_GEN=(--task nat_translation --decode-iterations 10 --length-beam 3)
+
+MODEL_sundae_REQUIRES="nat_plugins/models/sundae.py"
+MODEL_sundae_DESC="SUNDAE 2+2x128, L(1:2), 10 steps tau=0.5, 4 samples x 2 lengths reranked"
+MODEL_sundae_TRAIN=(--user-dir nat_plugins --task nat_translation --arch sundae_small --criterion sundae_loss)
+MODEL_sundae_GEN=(--task nat_translation --decode-iterations 10 --decode-temperature 0.5 --decode-samples 4
+  --length-beam 2 --decode-seed 1)
+
+MODEL_dat_REQUIRES="nat_plugins/models/dat.py"
+MODEL_dat_DESC="DA-Transformer 2+2x128, lambda=4, glancing 0.5, lookahead"
+# lambda = 4 instead of the paper's 8: every pass costs lambda x the target tokens on CPU
+MODEL_dat_TRAIN=(--user-dir nat_plugins --task nat_translation --arch dat_small --criterion dag_loss
+  --upsample-scale 4 --glance-p 0.5:0.1@200k)
+MODEL_dat_GEN=(--task nat_translation --decoding-strategy dag_lookahead --decode-beta 1.0)
