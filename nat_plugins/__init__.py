@@ -21,6 +21,12 @@ if HAS_FAIRSEQ:
     # Registration order matters only in that strategies must exist before
     # the task's config enumerates them.
     from .decoding import mask_predict  # noqa: E402,F401
+    from .decoding import sundae_sampling  # noqa: E402,F401
+    from .decoding import dag_decoding  # noqa: E402,F401
     from .tasks import nat_translation  # noqa: E402,F401
     from .models import cmlm  # noqa: E402,F401
     from .criterions import cmlm_loss  # noqa: E402,F401
+    from .models import sundae  # noqa: E402,F401
+    from .criterions import sundae_loss  # noqa: E402,F401
+    from .models import dat  # noqa: E402,F401
+    from .criterions import dag_loss  # noqa: E402,F401

@@ -6,7 +6,7 @@ padding, no ``<bos>``/``<eos>``), and never modifies its inputs.
 """
 import torch
 
-__all__ = ["uniform_mask"]
+__all__ = ["uniform_mask", "uniform_corruption", "uniform_random_tokens"]
 
 
 def uniform_mask(target, real, mask_idx, generator=None):
@@ -27,3 +27,48 @@ def uniform_mask(target, real, mask_idx, generator=None):
     k = torch.minimum(k, n)
     masked = (ranks < k.unsqueeze(1)) & real
     return target.masked_fill(masked, mask_idx), masked
+
+
+def uniform_random_tokens(shape, symbols, generator=None, device=None):
+    """Tokens drawn i.i.d. uniformly from ``symbols`` (SUNDAE's prior p0, §2).
+
+    Args:
+        shape: output shape, e.g. ``(N, L)``.
+        symbols: [S] long tensor of the allowed token ids (special symbols
+            already excluded by the caller).
+    Returns:
+        long tensor of ``shape`` on ``symbols.device`` (or ``device``).
+    """
+    device = device or symbols.device
+    pick = torch.randint(0, symbols.numel(), tuple(shape), device=device, generator=generator)
+    return symbols.to(device)[pick]
+
+
+def uniform_corruption(tokens, canvas, symbols, alpha=None, generator=None):
+    """SUNDAE's corruption q(x^c | x) (Savinov et al. 2022, §2.1 and Appendix A.3).
+
+    Per sequence ``alpha ~ U(0, 1)``; each canvas position independently is
+    replaced with probability ``alpha`` (Bernoulli mask) by a token drawn
+    uniformly from ``symbols``.  A replaced token may by chance equal the
+    original, exactly as in the paper's ``(1 - m) * x + m * eta``.
+
+    Unlike the other functions here, ``canvas`` [B, L] (not ``real``) marks
+    the positions that may be corrupted: for SUNDAE that is every canvas
+    position, including the end-of-text tail the model is trained to
+    predict (§3.1), so training inputs look like the decoding inputs.
+
+    Args:
+        tokens: [B, L] clean canvas.
+        canvas: [B, L] bool, positions that belong to the canvas.
+        symbols: [S] long, the noise vocabulary (special symbols excluded).
+        alpha: optional [B] corruption proportions (sampled when None).
+    Returns:
+        (corrupted [B, L] long, replaced [B, L] bool, alpha [B] float)
+    """
+    bsz = tokens.size(0)
+    if alpha is None:
+        alpha = torch.rand(bsz, device=tokens.device, generator=generator)
+    u = torch.rand(tokens.shape, device=tokens.device, generator=generator)
+    replaced = (u < alpha[:, None]) & canvas
+    noise = uniform_random_tokens(tokens.shape, symbols, generator=generator, device=tokens.device)
+    return torch.where(replaced, noise, tokens), replaced, alpha

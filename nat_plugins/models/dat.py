@@ -1,0 +1,198 @@
+"""Directed Acyclic Transformer (Huang et al., ICML 2022, "Directed Acyclic Transformer for
+Non-Autoregressive Machine Translation").
+
+The decoder runs on a graph of ``P_b = round(lambda * |x_b|)`` vertices
+(§2.1; ``|x_b|`` counts real source tokens, without ``<eos>``; ``--upsample-scale``,
+default 8).  Its inputs are position-only: every vertex is ``<unk>`` plus its
+position embedding, except vertices glanced during training
+(:mod:`nat_plugins.modules.glancing`).  Per vertex the model gives
+
+* a token distribution ``log P(y | v_j)`` (the usual output layer, ``[B, P, V]``);
+* transition log-probabilities to every later vertex, ``links [B, P, P]``
+  (:class:`~nat_plugins.modules.dag_links.DAGLinks`).
+
+A translation is a path through the graph; the loss (``dag_loss``) marginalises
+over paths with :func:`nat_plugins.ops.dag_log_likelihood`, decoding
+(:mod:`nat_plugins.decoding.dag_decoding`) picks one path.  There is no length
+predictor: :meth:`DATModel.predict_lengths` returns the graph size ``P_b`` and
+the strategies decide the length.
+
+``--upsample-scale`` accepts a range ``A~B``: each training batch samples
+``lambda ~ U[A, B]`` once; evaluation and decoding use ``--decode-upsample-scale``
+(default ``B``), which must lie in ``[A, B]`` (a fixed scale must be matched).
+
+Graph capacity: the decoder positions and the link-position table hold
+``ceil(B * max_source_positions)`` vertices, so every source the model accepts
+fits its graph.
+
+Simplifications (named): full ``[B, P, P]`` links, no banded max transition
+length; decoder inputs are ``<unk>`` + positions (no soft-copied source
+embeddings).
+"""
+import copy
+import math
+
+import torch
+from fairseq.models import register_model, register_model_architecture
+
+from ..errors import NATUserError
+from ..modules.dag_links import DAGLinks
+from ..modules.nat_base import NATModelBase, nat_base_architecture
+
+__all__ = ["DATModel", "parse_upsample_scale"]
+
+
+def parse_upsample_scale(spec):
+    """``"8"`` -> ``(8.0, 8.0)``; ``"4~8"`` -> ``(4.0, 8.0)``.  Scales must be ``>= 1``."""
+    text = str(spec).strip()
+    parts = text.split("~")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1 or values[0] > values[-1]:
+        raise NATUserError(f"--upsample-scale {spec!r}: expected a number >= 1 or a range like 4~8")
+    return values[0], values[-1]
+
+
+@register_model("dat")
+class DATModel(NATModelBase):
+    decoding_family = "dat"
+
+    def __init__(self, args, encoder, decoder, src_dict=None, tgt_dict=None):
+        super().__init__(args, encoder, decoder, src_dict, tgt_dict)
+        self.upsample_range = parse_upsample_scale(args.upsample_scale)
+        self.links = DAGLinks(args.decoder_embed_dim, args.dag_link_heads, decoder.max_positions())
+        #: scale used in eval mode (validation loss, decoding); see prepare_for_decoding
+        self.decode_upsample_scale = self.upsample_range[1]
+        #: set every update by fairseq (FairseqTask.train_step) and on checkpoint load
+        self.num_updates = 0
+
+    # ---- construction ---------------------------------------------------
+    @staticmethod
+    def add_args(parser):
+        NATModelBase.add_args(parser)
+        parser.add_argument("--upsample-scale", type=str, metavar="L",
+                            help="graph size P = L * source length; a range A~B samples L per training batch")
+        parser.add_argument("--dag-link-heads", type=int, metavar="H",
+                            help="heads of the link (transition) projections (default: decoder heads)")
+
+    @classmethod
+    def build_length_predictor(cls, args):
+        return None  # the graph size is fixed by the source length (§2.1)
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens):
+        # The decoder's positions index graph vertices, not target tokens.
+        dargs = copy.copy(args)
+        dargs.max_target_positions = graph_capacity(args)
+        return super().build_decoder(dargs, tgt_dict, embed_tokens)
+
+    def set_num_updates(self, num_updates):
+        self.num_updates = int(num_updates)
+        super().set_num_updates(num_updates)
+
+    # ---- graph ----------------------------------------------------------------
+    def upsample_scale(self):
+        """lambda for this batch: sampled from the range in training, else the decoding scale."""
+        lo, hi = self.upsample_range
+        if not self.training:
+            return self.decode_upsample_scale
+        return lo + (hi - lo) * float(torch.rand(())) if hi > lo else hi
+
+    def graph_lengths(self, src_tokens, scale):
+        """``[B]`` long graph sizes ``round(scale * |x_b|)`` (0 for an empty source)."""
+        return torch.round(self.source_lengths(src_tokens).double() * scale).long()
+
+    def graph_canvas(self, graph_lengths):
+        """Position-only decoder input: ``[B, max(P_b, 1)]`` ``<unk>``, ``<pad>`` beyond ``P_b``."""
+        width = max(int(graph_lengths.max()), 1) if graph_lengths.numel() else 1
+        positions = torch.arange(width, device=graph_lengths.device)[None, :]
+        canvas = torch.full((graph_lengths.numel(), width), self.unk, dtype=torch.long, device=graph_lengths.device)
+        return canvas.masked_fill(positions >= graph_lengths[:, None], self.pad)
+
+    def dag_forward(self, encoder_out, canvas):
+        """One decoder pass over the graph.
+
+        Args:
+            encoder_out: fairseq encoder output for ``B`` rows.
+            canvas: ``[B, P]`` decoder input (``<unk>``, glanced tokens, ``<pad>``).
+        Returns:
+            ``(token_logits [B, P, V], links [B, P, P] fp32 log-probs)``.
+        """
+        features = self.decoder.features(canvas, encoder_out)
+        lengths = canvas.ne(self.pad).sum(1)
+        return self.decoder.output_layer(features), self.links(features, lengths)
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens=None, **kwargs):
+        """``(token_logits [B, P, V], links [B, P, P], graph_lengths [B])`` on a position-only graph."""
+        encoder_out = self.encode(src_tokens, src_lengths)
+        lengths = self.graph_lengths(src_tokens, self.upsample_scale())
+        logits, links = self.dag_forward(encoder_out, self.graph_canvas(lengths))
+        return logits, links, lengths
+
+    # ---- decoding -----------------------------------------------------------------
+    def prepare_for_decoding(self, options):
+        """Check and apply the decoding options (called by the task's ``build_generator``)."""
+        scale = options.extra.get("decode_upsample_scale")
+        lo, hi = self.upsample_range
+        trained = f"{lo:g}" if lo == hi else f"{lo:g}~{hi:g}"
+        if scale is not None:
+            if not lo - 1e-6 <= float(scale) <= hi + 1e-6:
+                allowed = f"{lo:g}" if lo == hi else f"a value in [{lo:g}, {hi:g}]"
+                raise NATUserError(
+                    f"--decode-upsample-scale {scale:g} does not match the scale this model was trained with "
+                    f"(--upsample-scale {trained}); use {allowed}")
+            self.decode_upsample_scale = float(scale)
+        else:
+            self.decode_upsample_scale = hi
+        if options.length_beam != 1:
+            raise NATUserError("--length-beam does not apply to DA-Transformer (the graph size is fixed by the source; "
+                               "use --decode-samples with a sampling strategy for several candidates)")
+
+    def predict_lengths(self, encoder_out, src_tokens, k=1):
+        """Graph sizes as the single "length" candidate: ``([B, 1] long, [B, 1] zeros)``."""
+        if k != 1:
+            raise NATUserError("--length-beam does not apply to DA-Transformer")
+        lengths = self.graph_lengths(src_tokens, self.decode_upsample_scale).clamp(min=1)
+        return lengths[:, None], torch.zeros(lengths.size(0), 1, device=lengths.device)
+
+    def dag_graph(self, encoder_out, graph_lengths):
+        """The DAG for decoding: ``(token_logprobs [N, P, V] fp32, links [N, P, P] fp32)``."""
+        logits, links = self.dag_forward(encoder_out, self.graph_canvas(graph_lengths))
+        return torch.log_softmax(logits.float(), dim=-1), links
+
+
+def graph_capacity(args):
+    """Vertices the decoder must index: ``ceil(max scale * max_source_positions)``."""
+    return int(math.ceil(parse_upsample_scale(args.upsample_scale)[1] * args.max_source_positions))
+
+
+def _dat_defaults(args, upsample_scale="8", **sizes):
+    nat_base_architecture(args, upsample_scale=upsample_scale, **sizes)
+    if getattr(args, "dag_link_heads", None) is None:
+        args.dag_link_heads = args.decoder_attention_heads
+
+
+@register_model_architecture("dat", "dat_base")
+def dat_base(args):
+    """The paper's base model: 6+6 layers, 512 wide, 8 heads, FFN 2048, lambda = 8."""
+    _dat_defaults(args)
+
+
+@register_model_architecture("dat", "dat_small")
+def dat_small(args):
+    """CPU-sized: 2+2 layers, 128 wide, 4 heads, FFN 512 (the quickstart size)."""
+    _dat_defaults(
+        args, encoder_embed_dim=128, encoder_ffn_embed_dim=512, encoder_layers=2, encoder_attention_heads=4,
+        decoder_layers=2, decoder_attention_heads=4,
+    )
+
+
+@register_model_architecture("dat", "dat_tiny")
+def dat_tiny(args):
+    """For tests: 1+1 layers, 32 wide, 2 heads, lambda = 4."""
+    _dat_defaults(
+        args, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_layers=1, encoder_attention_heads=2,
+        decoder_layers=1, decoder_attention_heads=2, upsample_scale="4",
+    )
