@@ -160,7 +160,7 @@ for f in sorted(glob.glob(os.path.join(run, "*.score.json"))):
         res[label]["latency"] = json.load(open(lat))
 for name in ("ar", "cmlm", "dat"):
     log = open(os.path.join(run, name, "train.log")).read()
-    ups = re.findall(r"num_updates=(\d+)", log)
+    ups = re.findall(r"num_updates[= ](\d+)", log)
     res.setdefault("_train", {})[name] = {"updates": int(ups[-1]) if ups else None}
 json.dump(res, open(os.path.join(run, "results.json"), "w"), indent=1)
 print(json.dumps(res, indent=1))
