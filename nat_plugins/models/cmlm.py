@@ -8,7 +8,7 @@ so checkpoints' vocabularies line up with stock fairseq data.
 import torch
 from fairseq.models import register_model, register_model_architecture
 
-from ..modules.nat_base import NATModelBase, nat_base_architecture
+from ..modules.nat_base import SMALL_SIZE, TINY_SIZE, NATModelBase, nat_base_architecture
 
 __all__ = ["CMLMModel"]
 
@@ -42,16 +42,10 @@ def cmlm_base(args):
 @register_model_architecture("cmlm", "cmlm_small")
 def cmlm_small(args):
     """CPU-sized: 2+2 layers, 128 wide, 4 heads, FFN 512 (the quickstart size)."""
-    nat_base_architecture(
-        args, encoder_embed_dim=128, encoder_ffn_embed_dim=512, encoder_layers=2, encoder_attention_heads=4,
-        decoder_layers=2, decoder_attention_heads=4,
-    )
+    nat_base_architecture(args, **SMALL_SIZE)
 
 
 @register_model_architecture("cmlm", "cmlm_tiny")
 def cmlm_tiny(args):
     """For tests: 1+1 layers, 32 wide."""
-    nat_base_architecture(
-        args, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_layers=1, encoder_attention_heads=2,
-        decoder_layers=1, decoder_attention_heads=2, length_classes=64,
-    )
+    nat_base_architecture(args, **TINY_SIZE, length_classes=64)

@@ -37,7 +37,7 @@ from fairseq.models import register_model, register_model_architecture
 
 from ..errors import NATUserError
 from ..modules.dag_links import DAGLinks
-from ..modules.nat_base import NATModelBase, nat_base_architecture
+from ..modules.nat_base import SMALL_SIZE, TINY_SIZE, NATModelBase, nat_base_architecture
 
 __all__ = ["DATModel", "parse_upsample_scale"]
 
@@ -183,16 +183,10 @@ def dat_base(args):
 @register_model_architecture("dat", "dat_small")
 def dat_small(args):
     """CPU-sized: 2+2 layers, 128 wide, 4 heads, FFN 512 (the quickstart size)."""
-    _dat_defaults(
-        args, encoder_embed_dim=128, encoder_ffn_embed_dim=512, encoder_layers=2, encoder_attention_heads=4,
-        decoder_layers=2, decoder_attention_heads=4,
-    )
+    _dat_defaults(args, **SMALL_SIZE)
 
 
 @register_model_architecture("dat", "dat_tiny")
 def dat_tiny(args):
     """For tests: 1+1 layers, 32 wide, 2 heads, lambda = 4."""
-    _dat_defaults(
-        args, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_layers=1, encoder_attention_heads=2,
-        decoder_layers=1, decoder_attention_heads=2, upsample_scale="4",
-    )
+    _dat_defaults(args, **TINY_SIZE, upsample_scale="4")

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.models import register_model, register_model_architecture
 
-from ..modules.nat_base import NATModelBase, nat_base_architecture
+from ..modules.nat_base import SMALL_SIZE, TINY_SIZE, NATModelBase, nat_base_architecture
 from ..modules.noise import uniform_random_tokens
 from ..modules.sundae_length_predictor import SundaeLengthPredictor, downsample_length
 
@@ -307,8 +307,7 @@ def sundae_small(args):
     """
     sundae_architecture(
         args, sundae_canvas="length", sundae_max_canvas=40,
-        encoder_embed_dim=128, encoder_ffn_embed_dim=512, encoder_layers=2, encoder_attention_heads=4,
-        decoder_layers=2, decoder_attention_heads=4,
+        **SMALL_SIZE,
     )
 
 
@@ -317,6 +316,5 @@ def sundae_tiny(args):
     """For tests: 1+1 layers, 32 wide, 2 residual blocks of 32 in the length predictor."""
     sundae_architecture(
         args, sundae_canvas="length", sundae_max_canvas=32, sundae_length_hidden=32, sundae_length_blocks=2,
-        encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_layers=1, encoder_attention_heads=2,
-        decoder_layers=1, decoder_attention_heads=2,
+        **TINY_SIZE,
     )
