@@ -1,29 +1,17 @@
 """sundae_loss: corruption (App. A.3), L(1:k) by hand (§2.1, App. J), stop-gradients."""
-import argparse
 import math
 
 import pytest
 import torch
-from fairseq.data import Dictionary
 
 from nat_plugins.criterions.sundae_loss import SUNDAELoss
 from nat_plugins.models.sundae import SUNDAEModel, sundae_tiny
+from model_builders import ToyTask, build_tiny
 from nat_plugins.modules.noise import uniform_corruption
 
 
-class _Task:
-    def __init__(self, d):
-        self.source_dictionary = self.target_dictionary = d
-
-
 def build(**overrides):
-    d = Dictionary()
-    for w in "a b c d e f g h".split():
-        d.add_symbol(w)
-    args = argparse.Namespace(dropout=0.0, **overrides)
-    sundae_tiny(args)
-    torch.manual_seed(0)
-    return SUNDAEModel.build_model(args, _Task(d)).eval(), _Task(d), d
+    return build_tiny(SUNDAEModel, sundae_tiny, **overrides)
 
 
 def sample_of(d):
@@ -108,7 +96,7 @@ class _ConstModel(torch.nn.Module):
 
 def test_loss_equals_closed_form_on_a_constant_model():
     model = _ConstModel()
-    crit = SUNDAELoss(_Task(None), label_smoothing=0.1, unroll_steps=2)
+    crit = SUNDAELoss(ToyTask(None), label_smoothing=0.1, unroll_steps=2)
     sample = {"net_input": {"src_tokens": torch.tensor([[5, 6, 2]]), "src_lengths": torch.tensor([3])},
               "target": torch.tensor([[5, 7, 2, 1], [6, 2, 1, 1]])}
     loss, sample_size, log = crit(model, sample)
@@ -232,4 +220,4 @@ def test_criterion_refuses_other_models():
         decoding_family = "cmlm"
 
     with pytest.raises(NATUserError):
-        SUNDAELoss(_Task(None))(Other(), {})
+        SUNDAELoss(ToyTask(None))(Other(), {})

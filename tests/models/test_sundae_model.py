@@ -3,25 +3,15 @@ import argparse
 
 import pytest
 import torch
-from fairseq.data import Dictionary
 
 from nat_plugins.models.sundae import SUNDAEModel, sundae_tiny
+from model_builders import build_tiny
 from nat_plugins.modules.sundae_length_predictor import SundaeLengthPredictor, downsample_length
 
 
-class _Task:
-    def __init__(self, d):
-        self.source_dictionary = self.target_dictionary = d
-
-
 def build(**overrides):
-    d = Dictionary()
-    for w in "a b c d e f g h".split():
-        d.add_symbol(w)
-    args = argparse.Namespace(dropout=0.0, **overrides)
-    sundae_tiny(args)
-    torch.manual_seed(0)
-    return SUNDAEModel.build_model(args, _Task(d)).eval(), d
+    model, _, d = build_tiny(SUNDAEModel, sundae_tiny, **overrides)
+    return model, d
 
 
 def test_downsampled_length_is_ceil_half():
