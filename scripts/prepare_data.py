@@ -31,6 +31,8 @@ import time
 
 from tqdm import tqdm
 
+import text_files  # beside this script (its folder is on sys.path whether run or imported)
+
 SPLITS = ("train", "valid", "test")
 
 #: Fraction of sampled subword tokens allowed to be missing from the
@@ -107,13 +109,8 @@ def write_lines_atomically(path, lines):
 
 
 def read_lines(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except OSError as error:
-        raise PrepareError(f"cannot read {path}: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise PrepareError(f"{path} is not UTF-8 text: {error.reason}") from error
+    """Lines of a UTF-8 text file; unreadable input raises :class:`PrepareError`."""
+    return text_files.read_lines(path, PrepareError)
 
 
 # --------------------------------------------------------------------------

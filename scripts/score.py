@@ -23,6 +23,8 @@ import os
 import re
 import sys
 
+import text_files  # beside this script (its folder is on sys.path whether run or imported)
+
 try:
     from nat_plugins.scoring import compound_split
 except ImportError:  # run from a checkout without the editable install
@@ -44,13 +46,8 @@ class ScoreError(ValueError):
 
 
 def read_lines(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except OSError as error:
-        raise ScoreError(f"cannot read {path}: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise ScoreError(f"{path} is not UTF-8 text: {error.reason}") from error
+    """Lines of a UTF-8 text file; unreadable input raises :class:`ScoreError`."""
+    return text_files.read_lines(path, ScoreError)
 
 
 def parse_generate_lines(lines, hyp_field="H"):
