@@ -31,12 +31,15 @@ class GlanceSchedule:
 
     Spec: ``"0.3"`` (constant) or ``"START:END@STEPS"`` (linear from START at
     update 0 to END at update STEPS, constant afterwards; STEPS may end in
-    ``k`` or ``m``), e.g. ``"0.5:0.1@200k"``.
+    ``k`` or ``m``), e.g. ``"0.5:0.1@200k"``.  With ``periodic=True`` the anneal
+    restarts every STEPS updates (DiffGLAT, Appendix E: "decrease from 0.5 to
+    0.1 periodically").
     """
 
     _PATTERN = re.compile(r"^\s*([0-9.eE+-]+)\s*(?::\s*([0-9.eE+-]+)\s*@\s*([0-9.]+)\s*([kKmM]?))?\s*$")
 
-    def __init__(self, spec):
+    def __init__(self, spec, periodic=False):
+        self.periodic = bool(periodic)
         m = self._PATTERN.match(str(spec))
         if m is None:
             raise ValueError(f"glancing schedule {spec!r}: expected P or START:END@STEPS (e.g. 0.5:0.1@200k)")
@@ -53,7 +56,10 @@ class GlanceSchedule:
     def __call__(self, num_updates):
         if self.steps <= 0:
             return self.end
-        frac = min(max(num_updates, 0) / self.steps, 1.0)
+        updates = max(num_updates, 0)
+        if self.periodic:
+            updates %= self.steps
+        frac = min(updates / self.steps, 1.0)
         return self.start + (self.end - self.start) * frac
 
 
@@ -85,13 +91,17 @@ class GlancingSampler:
             generator: optional ``torch.Generator``.
         """
         aligned = alignment.ge(0)
-        n = self.count(aligned, correct, ratio)
-        # Random keys in [0, 1) for aligned vertices, 2 for the others: the
-        # n smallest keys of a row are n uniformly chosen aligned vertices.
-        keys = torch.rand(alignment.shape, device=alignment.device, generator=generator)
-        keys = keys.masked_fill(~aligned, 2.0)
+        return self.choose(aligned, self.count(aligned, correct, ratio), generator)
+
+    @staticmethod
+    def choose(eligible, n, generator=None):
+        """``[B, P]`` bool: ``min(n_b, |eligible_b|)`` vertices drawn uniformly among ``eligible`` ``[B, P]``."""
+        # Random keys in [0, 1) for eligible vertices, 2 for the others: the
+        # n smallest keys of a row are n uniformly chosen eligible vertices.
+        keys = torch.rand(eligible.shape, device=eligible.device, generator=generator)
+        keys = keys.masked_fill(~eligible, 2.0)
         rank = keys.argsort(1).argsort(1)
-        return (rank < n[:, None]) & aligned
+        return (rank < n[:, None]) & eligible
 
     def glance_inputs(self, canvas, target, alignment, glanced):
         """Decoder input of the second pass.

@@ -6,7 +6,7 @@ padding, no ``<bos>``/``<eos>``), and never modifies its inputs.
 """
 import torch
 
-__all__ = ["uniform_mask", "uniform_corruption", "uniform_random_tokens"]
+__all__ = ["uniform_mask", "uniform_corruption", "uniform_random_tokens", "d3pm_corruption", "vocabulary_symbols"]
 
 
 def uniform_mask(target, real, mask_idx, generator=None):
@@ -72,3 +72,34 @@ def uniform_corruption(tokens, canvas, symbols, alpha=None, generator=None):
     replaced = (u < alpha[:, None]) & canvas
     noise = uniform_random_tokens(tokens.shape, symbols, generator=generator, device=tokens.device)
     return torch.where(replaced, noise, tokens), replaced, alpha
+
+
+def vocabulary_symbols(dictionary):
+    """[S] long ids of a fairseq Dictionary's ordinary symbols: no special
+    symbols (the first ``nspecial``) and no ``madeupword`` vocabulary fillers."""
+    ids = [i for i in range(dictionary.nspecial, len(dictionary)) if not dictionary[i].startswith("madeupword")]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def d3pm_corruption(tokens, real, rate, process, mask_idx=None, symbols=None, generator=None):
+    """One sample of D3PM's ``q(x_t | x_0)`` for absorbing or uniform corruption (Austin et al. 2021, §3.1).
+
+    Each real position is independently corrupted with probability ``rate``
+    (``1 - alpha_bar_t``): ``"absorbing"`` replaces it by ``mask_idx``, ``"uniform"``
+    by a token drawn uniformly from ``symbols`` (possibly the original, as in
+    ``Q_bar_t = alpha_bar_t I + (1 - alpha_bar_t) 11^T / K``).  Both are
+    :func:`uniform_corruption` with a fixed rate; absorbing draws from ``[mask_idx]``.
+
+    Args:
+        tokens: [B, L]; real: [B, L] bool; rate: float in [0, 1].
+        process: ``"absorbing"`` or ``"uniform"``.
+    Returns:
+        (corrupted [B, L] long, corrupted-position mask [B, L] bool)
+    """
+    if process == "absorbing":
+        symbols = torch.tensor([mask_idx], dtype=torch.long, device=tokens.device)
+    elif process != "uniform":
+        raise ValueError(f"unknown D3PM process {process!r} (absorbing or uniform)")
+    alpha = torch.full((tokens.size(0),), float(rate), device=tokens.device)
+    corrupted, replaced, _ = uniform_corruption(tokens, real, symbols, alpha=alpha, generator=generator)
+    return corrupted, replaced
