@@ -30,3 +30,5 @@ if HAS_FAIRSEQ:
     from .criterions import sundae_loss  # noqa: E402,F401
     from .models import dat  # noqa: E402,F401
     from .criterions import dag_loss  # noqa: E402,F401
+    from .models import diffglat  # noqa: E402,F401
+    from .criterions import diffglat_loss  # noqa: E402,F401

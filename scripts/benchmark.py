@@ -317,7 +317,7 @@ class FairseqRunner:
         gen = self.cfg.generation
         if self.is_nat:
             t = self.cfg.task
-            return (f"{self.generator.strategy.name}, T={t.decode_iterations}, length beam {t.length_beam}, "
+            return (f"{self.generator.strategy.name}, T={self.generator.options.iterations}, length beam {t.length_beam}, "
                     f"samples {t.decode_samples}")
         return f"beam {gen.beam}, max len {gen.max_len_a}*src+{gen.max_len_b}, incremental"
 

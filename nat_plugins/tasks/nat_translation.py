@@ -42,13 +42,18 @@ _FAIRSEQ_ITER_FLAGS = {
 }
 
 
+#: --decode-iterations when neither the user nor the model (``default_decode_iterations``) says otherwise
+DEFAULT_DECODE_ITERATIONS = 10
+
+
 @dataclass
 class NATTranslationConfig(TranslationConfig):
     decoding_strategy: ChoiceEnum(["auto"] + sorted(STRATEGIES)) = field(
         default="auto", metadata={"help": "decoding algorithm; 'auto' picks the model family's default"}
     )
-    decode_iterations: int = field(
-        default=10, metadata={"help": "number of decoder passes (Mask-Predict's T, SUNDAE's T)"}
+    decode_iterations: Optional[int] = field(
+        default=None, metadata={"help": "number of decoder passes (Mask-Predict's T, SUNDAE's T, passes of DiffGLAT's "
+                                        "decoder stack); default: the model's (10, or DiffGLAT's trained iterations)"}
     )
     length_beam: int = field(
         default=1, metadata={"help": "number of length candidates (top-k of the length predictor)"}
@@ -176,6 +181,8 @@ class NATTranslationTask(TranslationTask):
                 hint = f"use {ours}" if ours else "it has no effect on nat_translation"
                 raise NATUserError(f"--{name.replace('_', '-')} belongs to fairseq's translation_lev generator; {hint}")
         options = self.decoding_options(args)
+        if options.iterations is None:
+            options.iterations = getattr(model, "default_decode_iterations", DEFAULT_DECODE_ITERATIONS)
         if options.iterations < 1 or options.length_beam < 1 or options.samples < 1:
             raise NATUserError("--decode-iterations, --length-beam and --decode-samples must be >= 1")
         name = getattr(args, "decoding_strategy", None) or self.cfg.decoding_strategy
@@ -185,7 +192,7 @@ class NATTranslationTask(TranslationTask):
             defaults = [s for s, c in STRATEGIES.items() if family in c.families and getattr(c, "default", True)]
             if not defaults:
                 raise NATUserError(f"no decoding strategy is registered for {family} models")
-            name = defaults[0]
+            name = getattr(model, "default_strategy", None) or defaults[0]
         strategy_cls = STRATEGIES.get(name)
         if strategy_cls is None:
             raise NATUserError(f"unknown decoding strategy {name!r} (choose from {', '.join(sorted(STRATEGIES))})")

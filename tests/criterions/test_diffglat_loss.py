@@ -1,0 +1,280 @@
+"""diffglat_loss: value, which transition learns, dropout reuse, residual glancing, targets, warm-up, logging."""
+import os
+import sys
+
+import pytest
+import torch
+from fairseq import metrics
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
+
+from test_dat_loss import PAIRS, make_sample  # noqa: E402
+from test_diffglat import build_diffglat  # noqa: E402
+
+from nat_plugins.criterions import diffglat_loss as loss_mod  # noqa: E402
+from nat_plugins.criterions.diffglat_loss import DiffGLATLoss, free_glanced, vertex_of_position  # noqa: E402
+from nat_plugins.decoding.strategy import DecodingOptions  # noqa: E402
+from nat_plugins.errors import NATUserError  # noqa: E402
+from nat_plugins.ops import dag_log_likelihood  # noqa: E402
+
+
+class _Task:
+    def __init__(self, d):
+        self.source_dictionary = self.target_dictionary = d
+
+
+def criterion(d, level=None, **kwargs):
+    kwargs.setdefault("glance_alpha", "0")
+    kwargs.setdefault("diffusion_warmup_updates", 0)
+    crit = DiffGLATLoss(_Task(d), **kwargs)
+    if level is not None:
+        crit.sample_level = lambda T: level
+    return crit
+
+
+def spy_transitions(monkeypatch, model):
+    """Record (k, input, output, grad enabled) of every transition."""
+    calls = []
+    real = model.transition
+
+    def spy(states, encoder_out, padding_mask, k):
+        out = real(states, encoder_out, padding_mask, k)
+        calls.append((k, states.detach().clone(), out.detach().clone(), torch.is_grad_enabled()))
+        return out
+
+    monkeypatch.setattr(model, "transition", spy)
+    return calls
+
+
+def test_validation_loss_is_the_final_graph_nll_per_token():
+    model, d = build_diffglat(upsample_scale="3")
+    sample = make_sample(d, PAIRS)
+    model.eval()
+    loss, sample_size, log = criterion(d)(model, sample)
+    assert sample_size == 1 and log["level"] == 1 and log["skipped"] == log["nonfinite"] == 0
+    assert "loss_t5" in log  # T = 3 passes x 2 groups; the last transition predicts y0
+    # by hand: the decoding graph after the trained 3 passes, -log P(y|x) / |y| averaged
+    model.prepare_for_decoding(DecodingOptions(iterations=None))
+    src = sample["net_input"]["src_tokens"]
+    P = model.graph_lengths(src, 3.0)
+    enc = model.encode(src, sample["net_input"]["src_lengths"])
+    lp, links = model.dag_graph(enc, P)
+    expected = []
+    for b, (_, t) in enumerate(PAIRS):
+        ids = [d.index(w) for w in t.split()]
+        ll = dag_log_likelihood(lp[b:b + 1, :, ids].transpose(1, 2), links[b:b + 1], P[b:b + 1],
+                                torch.tensor([len(ids)]), impl="torch")
+        expected.append(-ll / len(ids))
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("level,trained_layer", [(1, 1), (2, 0)])
+def test_only_the_sampled_transition_learns_and_gradients_reach_tokens_and_links(level, trained_layer):
+    # one pass of 2 one-layer groups: transition k = T - t uses layer k alone
+    model, d = build_diffglat(upsample_scale="3", diffusion_iterations=1)
+    model.train()
+    loss, _, log = criterion(d, level=level)(model, make_sample(d, PAIRS))
+    assert log["level"] == level and f"loss_t{trained_layer}" in log
+    loss.backward()
+    for name, p in (("token output", model.decoder.output_projection.weight), ("link query", model.links.query.weight),
+                    ("link gate", model.links.gate.weight), ("link positions", model.links.link_positions.weight),
+                    ("encoder", model.encoder.layers[0].fc1.weight)):
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    layers = model.decoder.layers
+    assert layers[trained_layer].fc1.weight.grad.abs().sum() > 0
+    other = layers[1 - trained_layer].fc1.weight.grad
+    assert other is None or other.abs().sum() == 0  # no backprop through earlier transitions
+
+
+def test_the_gradient_pass_reuses_the_no_grad_input_and_dropout(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3", dropout=0.3)
+    model.train()
+    calls = spy_transitions(monkeypatch, model)
+    # alpha tiny: S rounds to 0, so the gradient pass sees exactly the no-grad input
+    criterion(d, level=3, glance_alpha="1e-6", diffusion_process="absorbing")(model, make_sample(d, PAIRS))
+    ks = [c[0] for c in calls]
+    assert ks == [0, 1, 2, 3, 3]  # T = 6, t = 3: k = 3; no-grad 0..2, forked no-grad 3, gradient pass 3
+    assert [c[3] for c in calls] == [False, False, False, False, True]
+    assert torch.equal(calls[2][2], calls[3][1])  # H_t is transition k-1's output
+    assert torch.equal(calls[3][1], calls[4][1]) and torch.equal(calls[3][2], calls[4][2])  # same dropout masks
+
+
+def test_residual_glancing_feeds_target_embeddings_only_where_the_previous_output_is_wrong(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3")
+    model.train()
+    calls = spy_transitions(monkeypatch, model)
+    crit = criterion(d, level=2, glance_alpha="1.0", diffusion_process="uniform")
+    chosen = {}
+    real_select = crit.sampler.select
+
+    def select(alignment, correct, ratio, generator=None, captured=None):
+        out = real_select(alignment, correct, ratio, generator=generator, captured=captured)
+        chosen.update(alignment=alignment, correct=correct, captured=captured, glanced=out)
+        return out
+
+    crit.sampler.select = select
+    targets = []
+    real_match = loss_mod.target_match
+
+    def spy_match(logits, target):
+        targets.append(target)
+        return real_match(logits, target)
+
+    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    _, _, log = crit(model, make_sample(d, PAIRS))
+    glanced, captured, alignment = chosen["glanced"], chosen["captured"], chosen["alignment"]
+    assert log["glanced"] == int(glanced.sum()) > 0
+    assert not (glanced & captured).any() and not (glanced & alignment.lt(0)).any()
+    # alpha = 1: every aligned vertex that is wrong now and was wrong before is glanced
+    aligned = alignment.ge(0)
+    S = (aligned & ~chosen["correct"]).sum(1)
+    assert glanced.sum(1).tolist() == torch.minimum(S, (aligned & ~captured).sum(1)).tolist()
+    # ^y_t of transition k = 4 is transition 3's argmax; captured = it equals the aligned ~y_{t-1} token
+    y_tilde = targets[-1]
+    aligned_tok = y_tilde.gather(1, alignment.clamp(min=0))
+    prev = model.token_logits(calls[3][2]).argmax(-1)
+    assert torch.equal(captured & aligned, prev.eq(aligned_tok) & aligned)
+    # the gradient pass input: H_t, with the glanced vertices' states replaced by their token embeddings
+    assert [c[0] for c in calls] == [0, 1, 2, 3, 4, 4]
+    k_in, grad_in = calls[4][1], calls[-1][1]
+    assert torch.equal(grad_in[~glanced], k_in[~glanced])
+    embedded, _ = model.decoder.embed(torch.where(glanced, aligned_tok, model.unk))
+    assert torch.allclose(grad_in[glanced], embedded[glanced])
+
+
+def test_glanced_vertices_emit_their_token_for_free():
+    target = torch.tensor([[5, 6, 5]])
+    match = torch.full((1, 3, 4), -2.0)
+    alignment = torch.tensor([[0, -1, 1, 2]])
+    glanced = torch.tensor([[False, False, True, True]])  # vertex 2 fed 6, vertex 3 fed 5
+    out = free_glanced(match, target, alignment, glanced)
+    assert torch.equal(out[0, :, :2], match[0, :, :2])
+    assert out[0, :, 2].tolist() == [float("-inf"), 0.0, float("-inf")]
+    assert out[0, :, 3].tolist() == [0.0, float("-inf"), 0.0]
+
+
+def test_vertex_of_position_inverts_an_alignment():
+    alignment = torch.tensor([[0, -1, 1, 2, -1], [0, 1, -1, -1, -1], [-1, -1, -1, -1, -1]])
+    assert vertex_of_position(alignment, 3).tolist() == [[0, 2, 3], [0, 1, 0], [0, 0, 0]]
+
+
+def test_modality_targets_after_warm_up_and_data_targets_before(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3")
+    model.train()
+    crit = criterion(d, level=3, diffusion_warmup_updates=10)
+    seen = []
+    real_step = crit.modality_step
+
+    def step(*args):
+        out = real_step(*args)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(crit, "modality_step", step)
+    matches = []
+    real_match = loss_mod.target_match
+
+    def spy_match(logits, target):
+        matches.append(target.clone())
+        return real_match(logits, target)
+
+    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    sample = make_sample(d, PAIRS)
+    y0 = sample["target"][:, :4].masked_fill(sample["target"][:, :4].eq(d.eos()), d.pad())
+    model.set_num_updates(9)
+    _, _, log = crit(model, sample)
+    assert not seen and log["gamma_n"] == 0 and torch.equal(matches[-1], y0)
+    model.set_num_updates(10)
+    _, _, log = crit(model, sample)
+    assert len(seen) == 1 and log["gamma_n"] == 3
+    y_tilde, gamma = seen[0]
+    assert torch.equal(matches[-1], y_tilde)  # the loss is on ~y_{t-1}, length |y|
+    assert torch.equal(y_tilde.eq(d.pad()), y0.eq(d.pad()))
+    assert not y_tilde.eq(d.eos()).any() and not y_tilde.eq(d.bos()).any()
+    assert all(g in crit.gammas for g in gamma.tolist())
+    # the last transition always learns the data
+    crit.sample_level = lambda T: 1
+    matches.clear()
+    crit(model, sample)
+    assert torch.equal(matches[-1], y0)
+
+
+def test_d3pm_targets_corrupt_at_rate_level_minus_one_over_T(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3")
+    model.train()
+    seen = []
+    real = loss_mod.d3pm_corruption
+
+    def spy(tokens, real_mask, rate, process, **kwargs):
+        seen.append((rate, process))
+        return real(tokens, real_mask, rate, process, **kwargs)
+
+    monkeypatch.setattr(loss_mod, "d3pm_corruption", spy)
+    for level in (2, 6):
+        criterion(d, level=level, diffusion_process="absorbing")(model, make_sample(d, PAIRS))
+    assert seen == [(1 / 6, "absorbing"), (5 / 6, "absorbing")]
+
+
+def test_too_small_graphs_are_skipped_and_non_finite_sentences_counted(monkeypatch):
+    model, d = build_diffglat(upsample_scale="2")
+    model.train()
+    crit = criterion(d, level=2, glance_alpha="0.5")
+    loss, _, log = crit(model, make_sample(d, [("a b c", "d e f"), ("h", "e f g")]))
+    assert log["skipped"] == 1 and torch.isfinite(loss)
+    loss.backward()
+    loss, _, log = crit(model, make_sample(d, [("h", "e f g")]))
+    assert log["skipped"] == 1 and loss.item() == 0.0
+    loss.backward()
+
+    def first_is_inf(match, links, P, T, impl="auto"):
+        ll = dag_log_likelihood(match, links, P, T, impl=impl)
+        return torch.where(torch.arange(ll.numel()) == 0, torch.full_like(ll, float("-inf")), ll)
+
+    monkeypatch.setattr(loss_mod, "dag_log_likelihood", first_is_inf)
+    loss, _, log = crit(model, make_sample(d, PAIRS))
+    assert log["nonfinite"] == 1 and torch.isfinite(loss)
+
+
+def test_levels_are_uniform_and_follow_the_torch_seed():
+    _, d = build_diffglat()
+    crit = criterion(d)
+    torch.manual_seed(0)
+    draws = [crit.sample_level(6) for _ in range(600)]
+    assert set(draws) == set(range(1, 7)) and all(abs(draws.count(t) - 100) < 35 for t in range(1, 7))
+    torch.manual_seed(0)
+    assert [crit.sample_level(6) for _ in range(600)] == draws
+
+
+def test_per_transition_losses_average_over_the_steps_that_sampled_them():
+    logs = [
+        {"loss": 2.0, "sample_size": 1, "level": 1, "loss_t5": 2.0 * 3, "loss_t5_n": 3},
+        {"loss": 4.0, "sample_size": 1, "level": 6, "loss_t0": 4.0 * 2, "loss_t0_n": 2},
+        {"loss": 1.0, "sample_size": 1, "level": 1, "loss_t5": 1.0 * 1, "loss_t5_n": 1, "gamma_sum": 1.5,
+         "gamma_n": 2},
+    ]
+    with metrics.aggregate() as agg:
+        for log in logs:  # one reduce per training step, as fairseq does
+            DiffGLATLoss.reduce_metrics([log])
+    values = agg.get_smoothed_values()
+    ln2 = torch.log(torch.tensor(2.0)).item()
+    assert values["loss_t5"] == pytest.approx((6 + 1) / 4 / ln2, abs=1e-3)  # sentence-weighted over its 2 steps
+    assert values["loss_t0"] == pytest.approx(4.0 / ln2, abs=1e-3)
+    assert "loss_t1" not in values
+    assert values["level"] == pytest.approx(8 / 3, abs=1e-2)
+    assert values["gamma"] == pytest.approx(0.75)
+
+
+def test_options_are_checked_and_schedules_follow_updates():
+    _, d = build_diffglat()
+    for bad in (dict(glance_alpha="2"), dict(modality_gammas="0.5,x"), dict(modality_gammas="0,0.5"),
+                dict(modality_keep=1.5), dict(diffusion_warmup_updates=-1)):
+        with pytest.raises(NATUserError):
+            DiffGLATLoss(_Task(d), **bad)
+    crit = DiffGLATLoss(_Task(d), glance_alpha="0.5:0.1@100", glance_alpha_periodic=True)
+    model, _ = build_diffglat()
+    model.set_num_updates(150)
+    assert crit.glance_ratio(model) == pytest.approx(0.3) and crit.num_updates == 150
+    assert crit.target_kind(2) == "data"  # default warm-up: 100k updates
+    model.set_num_updates(100_000)
+    crit.glance_ratio(model)
+    assert crit.target_kind(2) == "modality" and crit.target_kind(1) == "data"
