@@ -66,7 +66,8 @@ def test_gamma_is_the_largest_of_the_set_keeping_90_percent_of_already_correct_t
     g = torch.Generator().manual_seed(2)
     y0 = torch.randint(0, 5, (200, 10), generator=g)
     # a model that leans towards y0, so that P(y0) / max P spreads over the gamma set
-    logprobs = torch.log_softmax(1.5 * torch.randn(200, 10, 5, generator=g) + 3.0 * torch.nn.functional.one_hot(y0, 5), -1)
+    leaning = 1.5 * torch.randn(200, 10, 5, generator=g) + 3.0 * torch.nn.functional.one_hot(y0, 5)
+    logprobs = torch.log_softmax(leaning, -1)
     # previous output right on a random ~60% of positions, wrong (y0 + 1) elsewhere
     right = torch.rand(y0.shape, generator=g) < 0.6
     prev = torch.where(right, y0, (y0 + 1) % 5)
