@@ -46,7 +46,7 @@ from ..errors import NATUserError
 from ..modules.glancing import GlanceSchedule, GlancingSampler
 from ..ops import dag_best_alignment, dag_log_likelihood
 
-__all__ = ["DAGLoss", "target_match", "force_glanced"]
+__all__ = ["DAGLoss", "target_match", "force_glanced", "mean_finite_nll"]
 
 
 @dataclass
@@ -66,6 +66,20 @@ def target_match(token_logits, target):
     B, P, _ = logits.shape
     picked = logits.gather(-1, target[:, None, :].expand(B, P, target.size(1)))  # [B, P, T]
     return (picked - torch.logsumexp(logits, dim=-1, keepdim=True)).transpose(1, 2)
+
+
+def mean_finite_nll(match, links, graph_len, tgt_len):
+    """``(loss, n_finite)``: the mean over sentences of ``-log P(Y | X) / |Y|``; sentences whose
+    likelihood is not finite contribute 0 and are not counted.
+
+    Args:
+        match: ``[B, T, P]``; links: ``[B, P, P]``; graph_len, tgt_len: ``[B]`` (valid sizes only).
+    """
+    ll = dag_log_likelihood(match, links, graph_len, tgt_len)
+    per_sentence = -ll / tgt_len.to(ll)
+    finite = torch.isfinite(per_sentence)
+    n_finite = int(finite.sum())
+    return torch.where(finite, per_sentence, torch.zeros_like(per_sentence)).sum() / max(n_finite, 1), n_finite
 
 
 def force_glanced(match, target, alignment, glanced):
@@ -141,11 +155,7 @@ class DAGLoss(FairseqCriterion):
             match = target_match(pick(logits), pick(target))
             if alignment is not None:
                 match = force_glanced(match, pick(target), pick(alignment), pick(glanced))
-            ll = dag_log_likelihood(match, pick(links), pick(graph_len), pick(tgt_len))
-            per_sentence = -ll / pick(tgt_len).to(ll)
-            finite = torch.isfinite(per_sentence)
-            n_finite = int(finite.sum())
-            loss = torch.where(finite, per_sentence, torch.zeros_like(per_sentence)).sum() / max(n_finite, 1)
+            loss, n_finite = mean_finite_nll(match, pick(links), pick(graph_len), pick(tgt_len))
         else:
             n_finite = 0
             # Keep the graph connected so backward() works; the gradient is zero.

@@ -72,8 +72,8 @@ from ..modules.modality_diffusion import (
 )
 from ..modules.noise import d3pm_corruption
 from ..modules.residual_glancing import ResidualGlancingSampler
-from ..ops import dag_best_alignment, dag_log_likelihood
-from .dag_loss import DAGLoss, force_glanced, target_match
+from ..ops import dag_best_alignment
+from .dag_loss import DAGLoss, force_glanced, mean_finite_nll, target_match
 
 __all__ = ["DiffGLATLoss", "free_glanced", "vertex_of_position"]
 
@@ -237,11 +237,7 @@ class DiffGLATLoss(DAGLoss):
             match = target_match(pick(logits), pick(y_tilde))
             if alignment is not None:
                 match = free_glanced(match, pick(y_tilde), pick(alignment), pick(glanced))
-            ll = dag_log_likelihood(match, pick(links), pick(graph_len), pick(tgt_len))
-            per_sentence = -ll / pick(tgt_len).to(ll)
-            finite = torch.isfinite(per_sentence)
-            n_finite = int(finite.sum())
-            loss = torch.where(finite, per_sentence, torch.zeros_like(per_sentence)).sum() / max(n_finite, 1)
+            loss, n_finite = mean_finite_nll(match, pick(links), pick(graph_len), pick(tgt_len))
         else:
             n_finite = 0
             # Keep the graph connected so backward() works; the gradient is zero.

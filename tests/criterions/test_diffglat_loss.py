@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from test_dat_loss import PAIRS, make_sample  # noqa: E402
 from test_diffglat import build_diffglat  # noqa: E402
 
+from nat_plugins.criterions import dag_loss as dag_loss_mod  # noqa: E402
 from nat_plugins.criterions import diffglat_loss as loss_mod  # noqa: E402
 from nat_plugins.criterions.diffglat_loss import DiffGLATLoss, free_glanced, vertex_of_position  # noqa: E402
 from nat_plugins.decoding.strategy import DecodingOptions  # noqa: E402
@@ -230,7 +231,7 @@ def test_too_small_graphs_are_skipped_and_non_finite_sentences_counted(monkeypat
         ll = dag_log_likelihood(match, links, P, T, impl=impl)
         return torch.where(torch.arange(ll.numel()) == 0, torch.full_like(ll, float("-inf")), ll)
 
-    monkeypatch.setattr(loss_mod, "dag_log_likelihood", first_is_inf)
+    monkeypatch.setattr(dag_loss_mod, "dag_log_likelihood", first_is_inf)  # the shared mean_finite_nll
     loss, _, log = crit(model, make_sample(d, PAIRS))
     assert log["nonfinite"] == 1 and torch.isfinite(loss)
 
