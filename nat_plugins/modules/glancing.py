@@ -13,8 +13,8 @@ no-grad first pass, :func:`nat_plugins.ops.dag_best_alignment`):
 The pieces are methods of :class:`GlancingSampler` so that a later variant
 (DiffGLAT's residual glancing) can override just one of them: how many
 vertices (:meth:`~GlancingSampler.count`), which ones
-(:meth:`~GlancingSampler.select`) or what they receive
-(:meth:`~GlancingSampler.glance_inputs`).
+(:meth:`~GlancingSampler.select`, drawing with :meth:`~GlancingSampler.choose`) or
+what they receive (:meth:`~GlancingSampler.glance_inputs`).
 
 :class:`GlanceSchedule` anneals ``p`` with the update number, which fairseq
 restores on resume, so the schedule survives restarts.
