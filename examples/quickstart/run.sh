@@ -42,6 +42,8 @@ REPORT=${REPORT:-benchmarks/quickstart.md}
 
 # shellcheck source=examples/quickstart/models.sh
 source "$ROOT/examples/quickstart/models.sh"
+# shellcheck source=examples/quickstart/common.sh
+source "$ROOT/examples/quickstart/common.sh"
 
 log() { printf '\n[quickstart] %s\n' "$*"; }
 die() { printf '[quickstart] error: %s\n' "$*" >&2; exit 1; }
@@ -49,11 +51,6 @@ die() { printf '[quickstart] error: %s\n' "$*" >&2; exit 1; }
 [ -x "$PY" ] || command -v "$PY" >/dev/null || die "python '$PY' not found: run 'make setup' or set PY"
 "$PY" -c 'import fairseq' 2>/dev/null || die "fairseq is not importable by $PY: run 'make setup'"
 [[ $BUDGET =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BUDGET must be a number of minutes, got '$BUDGET'"
-
-model_landed() {
-  local requires="MODEL_${1}_REQUIRES"
-  [ -z "${!requires}" ] || [ -e "${!requires}" ]
-}
 
 select_models() {
   local requested=() name train requires
@@ -91,12 +88,6 @@ prepare_data() {
   log "data: tokenize, BPE ($BPE_MERGES merges), binarize into $DATA_BIN"
   "$PY" scripts/prepare_data.py --raw-dir "$DATA_RAW" --work-dir "$DATA_WORK" --dest-dir "$DATA_BIN" \
     --bpe-merges "$BPE_MERGES"
-}
-
-# Prints fairseq's progress lines only; the full log stays in train.log.
-# sed -u: unbuffered, so progress shows as it happens (mawk would buffer).
-show_progress() {
-  sed -u -n -E '/train_inner|valid on|done training|Stopping training/ { s/^.*\| INFO \| /  /; p }'
 }
 
 train_model() {

@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""The synthetic multimodality task of DiffGLAT (Qian et al.), §2.2 and Appendix A.
+
+Every source is a sequence of integers drawn uniformly from ``1..N``; its
+target is the source shifted by an offset that depends on the position's
+parity and on ONE modality picked uniformly at random per pair (Table 1,
+positions ``i`` 1-based)::
+
+    I    odd i -> x + N,   even i -> x + 2N
+    II   odd i -> x + 2N,  even i -> x + N
+    III  odd i -> x + 3N,  even i -> x + 4N
+    IV   odd i -> x + 4N,  even i -> x + 3N
+
+A model that decides each position independently (vanilla NAT) mixes the
+modalities inside one output; Table 2 measures this with token and sequence
+accuracy against the CLOSEST of the four possible targets.
+
+Subcommands:
+
+* ``make-data``: writes ``{train,valid,test}.{src,tgt}`` (plus
+  ``{split}.modality``, the modality of each pair, ``meta.json`` and the
+  full dictionary ``dict.txt``) and binarizes them with
+  ``fairseq-preprocess --joined-dictionary``.  Deterministic given
+  ``--seed``; each split has its own random stream, so the test split does
+  not change with ``--train`` or ``--scale``.  Cached: a second call with
+  the same settings does nothing.
+* ``evaluate``: scores ``fairseq-generate`` output (or ``--hyp FILE``)
+  against the four candidate targets of each test source.
+* ``report``: collects the ``evaluate`` results of the benchmark's systems
+  (scripts/synthetic_benchmark.sh) into a Markdown table beside the paper's
+  numbers, plus a JSON file.
+
+Choices (the paper does not say):
+
+* The dictionary is written here and holds every symbol ``1..5N`` (passed
+  to fairseq-preprocess as ``--srcdict``), so a small training split never
+  leaves a test target token out of the vocabulary.
+* Token accuracy is pooled over the corpus: for each output, the closest
+  target is the candidate with the most position-wise matches (ties go to
+  the first in the order I, II, III, IV); the matches count as correct and
+  the denominator is ``max(len(output), len(closest target))``, so missing
+  and extra positions both count as wrong.  An output with no match at all
+  is attributed to modality I, like every other tie.
+* The paper's 100k/5k/5k pairs and N = 5000 are the defaults; ``--scale``
+  multiplies the three split sizes (CPU runs use it with a smaller
+  ``--num-tokens``).
+"""
+import argparse
+import datetime
+import json
+import os
+import random
+import sys
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+if SCRIPTS not in sys.path:
+    sys.path.insert(0, SCRIPTS)
+if os.path.dirname(SCRIPTS) not in sys.path:  # a checkout without the editable install
+    sys.path.append(os.path.dirname(SCRIPTS))
+
+import prepare_data  # noqa: E402  (scripts/prepare_data.py: binarization and step caching)
+import quickstart_report  # noqa: E402  (machine description, training-log parsing)
+import score  # noqa: E402  (fairseq-generate output parsing)
+import text_files  # noqa: E402
+
+from nat_plugins.errors import NATUserError  # noqa: E402
+
+MODALITIES = ("I", "II", "III", "IV")
+#: Target offset, in multiples of N, at (odd, even) 1-based positions (Table 1).
+OFFSETS = {"I": (1, 2), "II": (2, 1), "III": (3, 4), "IV": (4, 3)}
+SPLITS = ("train", "valid", "test")
+PAPER_SIZES = {"train": 100000, "valid": 5000, "test": 5000}
+SRC, TGT = "src", "tgt"
+FORMAT_VERSION = 1
+
+#: Table 2 of the paper: (row name, token accuracy, sequence accuracy).
+PAPER_RESULTS = {
+    "ar": ("AR", 100.0, 100.0),
+    "vanilla": ("vanilla NAR", 56.6, 0.0),
+    "pml": ("NAR w/ progressive modality learning (middle layer)", 98.8, 93.4),
+}
+
+
+def read_lines(path):
+    return text_files.read_lines(path, NATUserError)
+
+
+# --------------------------------------------------------------------------
+# The data (Table 1)
+# --------------------------------------------------------------------------
+
+
+def modality_target(source, modality, num_tokens):
+    """The target of ``source`` (list of ints) under ``modality`` ("I".."IV")."""
+    odd, even = OFFSETS[modality]
+    # index 0 is position 1 (odd)
+    return [x + (odd if i % 2 == 0 else even) * num_tokens for i, x in enumerate(source)]
+
+
+def candidate_targets(source, num_tokens):
+    """The four possible targets of ``source``, in the order I, II, III, IV."""
+    return [modality_target(source, m, num_tokens) for m in MODALITIES]
+
+
+def make_pairs(count, length, num_tokens, rng):
+    """``count`` pairs ``(source, modality, target)``; ``rng`` is a ``random.Random``."""
+    pairs = []
+    for _ in range(count):
+        source = [rng.randint(1, num_tokens) for _ in range(length)]
+        modality = MODALITIES[rng.randrange(len(MODALITIES))]
+        pairs.append((source, modality, modality_target(source, modality, num_tokens)))
+    return pairs
+
+
+def split_sizes(train, valid, test, scale):
+    sizes = {}
+    for split, size in (("train", train), ("valid", valid), ("test", test)):
+        sizes[split] = max(1, round(size * scale))
+    return sizes
+
+
+def split_rng(seed, split):
+    # one stream per split: the test set does not depend on the train size
+    return random.Random(seed * len(SPLITS) + SPLITS.index(split))
+
+
+def _join(tokens):
+    return " ".join(str(t) for t in tokens)
+
+
+def write_raw(raw_dir, sizes, length, num_tokens, seed):
+    """Write the raw splits and ``dict.txt`` (the caller writes ``meta.json`` after them: it marks completion)."""
+    os.makedirs(raw_dir, exist_ok=True)
+    counts = [0] * (5 * num_tokens + 1)
+    for split in SPLITS:
+        pairs = make_pairs(sizes[split], length, num_tokens, split_rng(seed, split))
+        prepare_data.write_lines_atomically(os.path.join(raw_dir, f"{split}.{SRC}"), [_join(s) for s, _, _ in pairs])
+        prepare_data.write_lines_atomically(os.path.join(raw_dir, f"{split}.{TGT}"), [_join(t) for _, _, t in pairs])
+        prepare_data.write_lines_atomically(os.path.join(raw_dir, f"{split}.modality"), [m for _, m, _ in pairs])
+        if split == "train":
+            for source, _, target in pairs:
+                for token in source + target:
+                    counts[token] += 1
+    # Every symbol, train counts beside it (fairseq's dictionary format).
+    prepare_data.write_lines_atomically(
+        os.path.join(raw_dir, "dict.txt"), [f"{token} {counts[token]}" for token in range(1, 5 * num_tokens + 1)]
+    )
+
+
+def load_meta(raw_dir):
+    path = os.path.join(raw_dir, "meta.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise NATUserError(f"{path} is missing: make the data with 'synthetic_multimodality.py make-data'") from exc
+    except ValueError as exc:
+        raise NATUserError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def make_data(args):
+    if args.num_tokens < 1 or args.length < 1:
+        raise NATUserError("--num-tokens and --length must be positive")
+    if args.scale <= 0 or min(args.train, args.valid, args.test) < 1:
+        raise NATUserError("--scale and the split sizes must be positive")
+    sizes = split_sizes(args.train, args.valid, args.test, args.scale)
+    meta = {
+        "format_version": FORMAT_VERSION, "num_tokens": args.num_tokens, "length": args.length,
+        "seed": args.seed, "sizes": sizes, "languages": [SRC, TGT],
+    }
+    raw_files = [os.path.join(args.raw_dir, f"{split}.{ext}") for split in SPLITS for ext in (SRC, TGT, "modality")]
+    raw_files.append(os.path.join(args.raw_dir, "dict.txt"))
+    try:
+        current = load_meta(args.raw_dir)
+    except NATUserError:
+        current = None
+    if current == meta and all(os.path.exists(path) for path in raw_files) and not args.force:
+        prepare_data.log(f"raw data: {args.raw_dir} up to date, kept")
+    else:
+        prepare_data.log(f"raw data: writing {sizes} pairs of length {args.length}, N = {args.num_tokens}")
+        meta_path = os.path.join(args.raw_dir, "meta.json")
+        if os.path.exists(meta_path):
+            os.remove(meta_path)
+        write_raw(args.raw_dir, sizes, args.length, args.num_tokens, args.seed)
+        with open(meta_path, "w", encoding="utf-8") as handle:
+            json.dump(meta, handle, indent=1, sort_keys=True)
+    if args.dest_dir:
+        prepare_data.run_step(
+            "binarize", raw_files + [os.path.join(args.raw_dir, "meta.json")],
+            prepare_data.binarized_outputs(args.dest_dir, SRC, TGT, SPLITS), meta,
+            lambda: prepare_data.binarize(
+                args.raw_dir, args.dest_dir, SRC, TGT, SPLITS, args.workers,
+                srcdict=os.path.join(args.raw_dir, "dict.txt"), quiet=args.quiet,
+            ),
+            force=args.force,
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Evaluation against the closest target (Appendix A, "Evaluation")
+# --------------------------------------------------------------------------
+
+
+def closest_target(hypothesis, candidates):
+    """``(index, matches)`` of the candidate with the most position-wise
+    matches with ``hypothesis`` (token lists); ties go to the first."""
+    best, best_matches = 0, -1
+    for index, candidate in enumerate(candidates):
+        matches = sum(h == c for h, c in zip(hypothesis, candidate))
+        if matches > best_matches:
+            best, best_matches = index, matches
+    return best, best_matches
+
+
+def parse_source(line, number):
+    """The integers of source line ``number`` (1-based, for the message)."""
+    try:
+        return [int(token) for token in line.split()]
+    except ValueError as exc:
+        raise NATUserError(f"source line {number} is not a sequence of integers: {line[:60]!r}") from exc
+
+
+def evaluate(hypotheses, sources, num_tokens):
+    """Token/sequence accuracy against the closest of the four targets.
+
+    ``hypotheses``, ``sources``: one whitespace-tokenized string per
+    sentence.  Tokens are compared as strings, so ``<unk>`` or any non-number
+    simply never matches.  Returns a JSON-ready dict (percentages).
+    """
+    if len(hypotheses) != len(sources):
+        raise NATUserError(f"{len(hypotheses)} hypotheses for {len(sources)} sources")
+    if not sources:
+        raise NATUserError("no sentences to evaluate")
+    correct = total = exact = 0
+    share = dict.fromkeys(MODALITIES, 0)
+    for number, (hyp_line, src_line) in enumerate(zip(hypotheses, sources), 1):
+        source = parse_source(src_line, number)
+        candidates = [[str(t) for t in target] for target in candidate_targets(source, num_tokens)]
+        hypothesis = hyp_line.split()
+        index, matches = closest_target(hypothesis, candidates)
+        correct += matches
+        total += max(len(hypothesis), len(candidates[index]))
+        exact += hypothesis == candidates[index]
+        share[MODALITIES[index]] += 1
+    n = len(sources)
+    return {
+        "sentences": n,
+        "token_accuracy": round(100.0 * correct / max(total, 1), 2),
+        "sequence_accuracy": round(100.0 * exact / n, 2),
+        "closest_modality_share": {m: round(100.0 * c / n, 2) for m, c in share.items()},
+    }
+
+
+def check_references(refs, sources, num_tokens, path):
+    """fairseq-generate's T- lines must be candidate targets of the sources:
+    otherwise the output belongs to another data set."""
+    for number, (ref, src) in enumerate(zip(refs, sources)):
+        candidates = candidate_targets(parse_source(src, number + 1), num_tokens)
+        if ref.split() not in [[str(t) for t in c] for c in candidates]:
+            raise NATUserError(
+                f"{path}: reference of sentence {number} is no modality of test source {number}: "
+                "is --raw-dir the data this output was generated from?"
+            )
+
+
+def load_for_evaluation(args):
+    meta = load_meta(args.raw_dir) if args.raw_dir else {}
+    num_tokens = args.num_tokens or meta.get("num_tokens")
+    if not num_tokens:
+        raise NATUserError("give --raw-dir (with meta.json) or --num-tokens")
+    source_path = args.source or (os.path.join(args.raw_dir, f"{args.split}.{SRC}") if args.raw_dir else None)
+    if not source_path:
+        raise NATUserError("give --raw-dir or --source FILE")
+    sources = read_lines(source_path)
+    if args.hyp:
+        return read_lines(args.hyp), sources, num_tokens
+    try:
+        ids, hyps, refs = score.read_generate_output(args.generate_output)
+    except score.ScoreError as exc:
+        raise NATUserError(str(exc)) from exc
+    if ids != list(range(len(sources))):
+        raise NATUserError(
+            f"{args.generate_output} holds {len(ids)} hypotheses (ids {ids[0]}..{ids[-1]}) for {len(sources)} "
+            f"sources in {source_path}: generate the whole split with --required-batch-size-multiple 1"
+        )
+    if refs is not None:
+        check_references(refs, sources, num_tokens, args.generate_output)
+    return hyps, sources, num_tokens
+
+
+def format_evaluation(result):
+    shares = " ".join(f"{m} {v:.1f}" for m, v in result["closest_modality_share"].items())
+    return "\n".join([
+        f"sentences: {result['sentences']}",
+        f"token accuracy (closest target): {result['token_accuracy']:.2f}",
+        f"sequence accuracy (closest target): {result['sequence_accuracy']:.2f}",
+        f"closest modality share (%): {shares}",
+    ])
+
+
+def run_evaluate(args):
+    result = evaluate(*load_for_evaluation(args))
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as handle:
+            json.dump(result, handle)
+    print(json.dumps(result) if args.json else format_evaluation(result))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def parse_row(spec):
+    """``LABEL|MODEL|PAPER|DESCRIPTION`` (PAPER: a key of PAPER_RESULTS or ``-``)."""
+    parts = spec.split("|", 3)
+    if len(parts) != 4 or not all(parts[:3]):
+        raise NATUserError(f"--row wants LABEL|MODEL|PAPER|DESCRIPTION, got {spec!r}")
+    if parts[2] != "-" and parts[2] not in PAPER_RESULTS:
+        raise NATUserError(f"--row {spec!r}: PAPER must be one of {', '.join(PAPER_RESULTS)} or -")
+    return dict(zip(("label", "model", "paper", "description"), parts))
+
+
+def _read_text(path):
+    try:
+        return quickstart_report.read_text(path)
+    except quickstart_report.ReportError as exc:
+        raise NATUserError(str(exc)) from exc
+
+
+def collect_row(run_dir, row):
+    folder = os.path.join(run_dir, row["model"])
+    result = dict(row)
+    result.update(json.loads(_read_text(os.path.join(folder, f"{row['label']}.eval.json"))))
+    updates, seconds = quickstart_report.training_progress(_read_text(os.path.join(folder, "train.log")))
+    result["updates"], result["train_seconds"] = updates, seconds
+    result["updates_per_second"] = round(updates / seconds, 3) if updates and seconds else None
+    result["decode_sentences_per_second"] = quickstart_report.decoding_speed(
+        _read_text(os.path.join(folder, f"{row['label']}.generate.out"))
+    )
+    return result
+
+
+def _fmt(value, digits=1):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report_table(rows):
+    lines = [
+        "| System | Updates | Train s (updates/s) | Token acc | Seq acc | Paper (Table 2) token / seq "
+        "| Closest modality I / II / III / IV (%) | Decoding (sent/s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        paper = "-"
+        if r["paper"] in PAPER_RESULTS:
+            name, tok, seq = PAPER_RESULTS[r["paper"]]
+            paper = f"{name}: {tok:.1f} / {seq:.1f}"
+        shares = " / ".join(f"{v:.1f}" for v in r["closest_modality_share"].values())
+        lines.append(
+            f"| {r['label']}: {r['description']} | {r['updates'] or '-'} | {_fmt(r['train_seconds'], 0)} "
+            f"({_fmt(r['updates_per_second'], 2)}) | {r['token_accuracy']:.1f} | {r['sequence_accuracy']:.1f} "
+            f"| {paper} | {shares} | {_fmt(r['decode_sentences_per_second'])} |"
+        )
+    return lines
+
+
+def run_report(args):
+    rows = [collect_row(args.run_dir, parse_row(spec)) for spec in args.row]
+    meta = load_meta(args.raw_dir)
+    threads = os.environ.get("OMP_NUM_THREADS", "torch default")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = quickstart_report.machine_description()
+    sizes = meta["sizes"]
+    table = report_table(rows)
+    text = [
+        "# Synthetic multimodality benchmark (DiffGLAT Appendix A, Tables 1-2)",
+        "",
+        f"- Command: `{args.command}`",
+        f"- Date: {now}",
+        f"- Machine: {machine}; OMP_NUM_THREADS={threads}",
+        f"- Data: source length {meta['length']}, tokens 1..{meta['num_tokens']} (paper: 32, 1..5000), "
+        f"{sizes['train']}/{sizes['valid']}/{sizes['test']} train/valid/test pairs (paper: 100000/5000/5000), "
+        f"seed {meta['seed']}",
+        f"- Budget: {args.budget_updates} updates per model (`--max-update`), the same for every model",
+        *([f"- Models: {args.size}"] if args.size else []),
+        *([f"- Note: {args.note}"] if args.note else []),
+        "",
+        *table,
+        "",
+        "- Token / sequence accuracy (%) are measured on the whole test split against the closest of the four "
+        "targets of each source (most position-wise matches, ties to the first in I..IV order); missing or extra "
+        "positions count as wrong. `scripts/synthetic_multimodality.py evaluate` computes them.",
+        "- Closest modality: share of outputs whose closest target has that modality (the paper's Figure 2).",
+        "- Paper column: Table 2 of the paper (4+4-layer models on the full-size data). The paper has no DiffGLAT "
+        "or DAT row on this task; its progressive-learning NAR (middle layer; last layer 97.7 / 88.6) is the "
+        "closest analogue of DiffGLAT's modality diffusion. The issue asks for the ordering: vanilla NAT sequence "
+        "accuracy near 0, DiffGLAT >= 90 and above DAT.",
+        "- Checkpoint: the last one (no averaging); training time is fairseq's own `done training in` seconds.",
+    ]
+    if args.skipped:
+        text.append("- Not run: " + "; ".join(args.skipped))
+    text.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(text))
+    json_path = os.path.splitext(args.output)[0] + ".json"
+    with open(json_path, "w", encoding="utf-8") as handle:
+        json.dump({
+            "command": args.command, "date": now, "machine": machine, "omp_num_threads": threads, "data": meta,
+            "budget_updates": args.budget_updates, "size": args.size, "note": args.note,
+            "skipped": args.skipped or [],
+            "paper": {key: {"name": name, "token_accuracy": tok, "sequence_accuracy": seq}
+                      for key, (name, tok, seq) in PAPER_RESULTS.items()},
+            "rows": rows,
+        }, handle, indent=1)
+    print("\n".join(table))
+    print(f"\n(written to {args.output} and {json_path})")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="DiffGLAT's synthetic multimodality task (Appendix A): data, closest-target evaluation, report.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="subcommand", required=True)
+
+    make = sub.add_parser("make-data", help="write the raw splits and binarize them",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    make.add_argument("--raw-dir", required=True, help="where {train,valid,test}.{src,tgt,modality} go")
+    make.add_argument("--dest-dir", help="fairseq-preprocess output folder (omit to skip binarization)")
+    make.add_argument("--num-tokens", type=int, default=5000, help="N: source tokens are 1..N")
+    make.add_argument("--length", type=int, default=32, help="source (= target) length")
+    make.add_argument("--train", type=int, default=PAPER_SIZES["train"], help="training pairs (before --scale)")
+    make.add_argument("--valid", type=int, default=PAPER_SIZES["valid"], help="validation pairs (before --scale)")
+    make.add_argument("--test", type=int, default=PAPER_SIZES["test"], help="test pairs (before --scale)")
+    make.add_argument("--scale", type=float, default=1.0, help="multiplies the three split sizes (e.g. 0.1 on CPU)")
+    make.add_argument("--seed", type=int, default=1)
+    make.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers")
+    make.add_argument("--force", action="store_true", help="rewrite and rebinarize even when up to date")
+    make.add_argument("--quiet", action="store_true", help="hide fairseq-preprocess output unless it fails")
+
+    ev = sub.add_parser("evaluate", help="token/sequence accuracy against the closest of the four targets",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev.add_argument("generate_output", nargs="?", help="fairseq-generate output (H- lines; T- lines are checked)")
+    ev.add_argument("--hyp", help="hypothesis file instead, one output per line in test order")
+    ev.add_argument("--raw-dir", help="data folder of make-data (sources and N)")
+    ev.add_argument("--split", default="test", help="split whose sources are read from --raw-dir")
+    ev.add_argument("--source", help="source file (overrides --raw-dir)")
+    ev.add_argument("--num-tokens", type=int, help="N (overrides --raw-dir's meta.json)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a line per metric")
+    ev.add_argument("--json-out", metavar="FILE", help="also write the JSON object to FILE")
+
+    rep = sub.add_parser("report", help="Markdown + JSON table of the benchmark (used by synthetic_benchmark.sh)")
+    rep.add_argument("--run-dir", required=True,
+                     help="holds MODEL/train.log, MODEL/LABEL.eval.json and MODEL/LABEL.generate.out")
+    rep.add_argument("--raw-dir", required=True, help="data folder (meta.json)")
+    rep.add_argument("--row", action="append", required=True, metavar="LABEL|MODEL|PAPER|DESCRIPTION",
+                     help=f"one table row; PAPER is one of {', '.join(PAPER_RESULTS)} or -")
+    rep.add_argument("--skipped", action="append", metavar="TEXT", help="a system that was not run, and why")
+    rep.add_argument("--budget-updates", required=True)
+    rep.add_argument("--command", default="bash scripts/synthetic_benchmark.sh", help="command line to record")
+    rep.add_argument("--size", help="the models' size and shared settings, for the report")
+    rep.add_argument("--note", help="extra line for the report")
+    rep.add_argument("--output", required=True, help="Markdown file; the JSON goes beside it (.json)")
+
+    args = parser.parse_args(argv)
+    if args.subcommand == "evaluate" and bool(args.generate_output) == bool(args.hyp):
+        parser.error("give either a fairseq-generate output file or --hyp FILE")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    action = {"make-data": make_data, "evaluate": run_evaluate, "report": run_report}[args.subcommand]
+    try:
+        return action(args)
+    except (NATUserError, prepare_data.PrepareError) as error:
+        print(f"synthetic_multimodality.py: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
