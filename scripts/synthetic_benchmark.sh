@@ -4,9 +4,11 @@
 # DiffGLAT, all the same size and trained for the same number of updates, then
 # token / sequence accuracy against the closest of the four targets.
 #
-#   bash scripts/synthetic_benchmark.sh                     # the CPU scale below
-#   NUM_TOKENS=5000 SCALE=1 BUDGET_UPDATES=30000 bash scripts/synthetic_benchmark.sh   # the paper's data
-#   BUDGET_UPDATES=10 SCALE=0.005 REPORT=/tmp/s.md RUN_DIR=/tmp/s bash scripts/synthetic_benchmark.sh  # smoke test
+#   bash scripts/synthetic_benchmark.sh     # CPU scale (defaults below): ~2 h on 2 cores, see "Cost"
+#   NUM_TOKENS=5000 SCALE=1 LAYERS=4 MAX_TOKENS=4096 BUDGET_UPDATES=20000 bash scripts/synthetic_benchmark.sh
+#       the paper's data and depth, for a GPU (the paper gives no update count)
+#   BUDGET_UPDATES=10 SCALE=0.005 REPORT=/tmp/s.md RUN_DIR=/tmp/s DATA_RAW=/tmp/s/raw DATA_BIN=/tmp/s/bin \
+#     bash scripts/synthetic_benchmark.sh  # smoke test
 #
 # Stages (each cached: data with the same settings, a model trained with the
 # same command on the same data, a decoding with the same command):
@@ -20,13 +22,21 @@
 # CPU size as the quickstart); a model that has not landed (DiffGLAT until
 # nat_plugins/models/diffglat.py exists) is skipped with a message.
 #
+# Cost (measured 2026-12, 2-core AMD EPYC, 1 thread, N=100, MAX_TOKENS=1024): CPU
+# seconds per update AR 0.21, CMLM 0.21, DAT 0.95, DiffGLAT 0.97 (during its
+# warm-up), so 3000 updates of all four take ~2 h one after the other, plus ~4 min
+# of start-ups, data and decoding. The task is learnt slowly: at 800 updates the
+# AR model had 44% token accuracy, the CMLM 4%; fewer updates than the default
+# leave the table meaningless.
+#
 # Environment (defaults in brackets):
 #   PY              python of the project's venv [.venv/bin/python]
-#   BUDGET_UPDATES  training updates per model (--max-update) [2000]
-#   NUM_TOKENS      N: source tokens 1..N [500] (paper: 5000)
-#   SCALE           multiplies the paper's 100000/5000/5000 pairs [0.3]
+#   BUDGET_UPDATES  training updates per model (--max-update) [3000]
+#   NUM_TOKENS      N: source tokens 1..N [100] (paper: 5000)
+#   SCALE           multiplies the paper's 100000/5000/5000 pairs [0.1]
 #   LENGTH          source length [32]
 #   LAYERS          encoder and decoder layers of every model [2] (paper: 4)
+#   MAX_TOKENS      target+source tokens per batch, every model [1024] (~31 pairs of length 32)
 #   MODELS          comma list among ar,cmlm,dat,diffglat [all four]
 #   TRAIN_EXTRA     extra fairseq-train flags for every model (e.g. "--max-tokens 1024") []
 #   TRAIN_EXTRA_<model>  extra flags for one model, after TRAIN_EXTRA (e.g. TRAIN_EXTRA_diffglat=
@@ -40,11 +50,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 PY=${PY:-.venv/bin/python}
-BUDGET_UPDATES=${BUDGET_UPDATES:-2000}
-NUM_TOKENS=${NUM_TOKENS:-500}
-SCALE=${SCALE:-0.3}
+BUDGET_UPDATES=${BUDGET_UPDATES:-3000}
+NUM_TOKENS=${NUM_TOKENS:-100}
+SCALE=${SCALE:-0.1}
 LENGTH=${LENGTH:-32}
 LAYERS=${LAYERS:-2}
+MAX_TOKENS=${MAX_TOKENS:-1024}
 MODELS=${MODELS:-ar,cmlm,dat,diffglat}
 TRAIN_EXTRA=${TRAIN_EXTRA:-}
 SEED=${SEED:-1}
@@ -69,12 +80,15 @@ die() { printf '[synthetic] error: %s\n' "$*" >&2; exit 1; }
 [[ $BUDGET_UPDATES =~ ^[1-9][0-9]*$ ]] ||
   die "BUDGET_UPDATES must be a positive number of updates, got '$BUDGET_UPDATES'"
 [[ $LAYERS =~ ^[1-9][0-9]*$ ]] || die "LAYERS must be a positive integer, got '$LAYERS'"
+[[ $MAX_TOKENS =~ ^[1-9][0-9]*$ ]] || die "MAX_TOKENS must be a positive integer, got '$MAX_TOKENS'"
 
 
-# One size for every model (the *_small presets and the AR entry are 2+2x128;
-# LAYERS deepens all of them alike).
+# One size and batch for every model (the *_small presets and the AR entry are
+# 2+2x128; LAYERS deepens all of them alike). MAX_TOKENS overrides the
+# quickstart's 4096: on 2 CPU cores the DAG models cost ~5 s per 4096-token update.
 SIZE_FLAGS=(--encoder-layers "$LAYERS" --decoder-layers "$LAYERS" --encoder-embed-dim 128 --decoder-embed-dim 128
-  --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512 --encoder-attention-heads 4 --decoder-attention-heads 4)
+  --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512 --encoder-attention-heads 4 --decoder-attention-heads 4
+  --max-tokens "$MAX_TOKENS")
 
 # Systems = a trained model + a decoding, in report order.
 # SYSTEM[label]="model|paper row|description" (paper row: a key of the tool's
@@ -126,7 +140,8 @@ make_data() {
     --length "$LENGTH" --scale "$SCALE" --seed "$SEED" --quiet
 }
 
-# True when $1.done exists and $1.command holds the key $2; else clears $1.*.
+# True when $1.done exists and $1.command holds the key $2; else removes
+# $1.done and records $2 (the caller touches $1.done once the step succeeded).
 cached() {
   if [ -e "$1.done" ] && [ "$(cat "$1.command" 2>/dev/null)" = "$2" ]; then return 0; fi
   rm -f "$1.done"
@@ -182,7 +197,7 @@ evaluate_system() {
 # The command line that reproduces this run, settings included.
 recorded_command() {
   local var
-  for var in BUDGET_UPDATES NUM_TOKENS SCALE LENGTH LAYERS MODELS SEED TRAIN_EXTRA "${!TRAIN_EXTRA_@}"; do
+  for var in BUDGET_UPDATES NUM_TOKENS SCALE LENGTH LAYERS MAX_TOKENS MODELS SEED TRAIN_EXTRA "${!TRAIN_EXTRA_@}"; do
     case ${!var:-} in
       "") ;;
       *[!A-Za-z0-9_.,:/+-]*) printf "%s='%s' " "$var" "${!var}" ;;
@@ -218,8 +233,8 @@ main() {
     fi
   done
   for name in "${SKIPPED[@]}"; do skipped+=(--skipped "$name"); done
-  size="every model ${LAYERS}+${LAYERS} layers x 128, FFN 512, 4 heads; optimiser, batch and per-model flags"
-  size+=" from examples/quickstart/models.sh$(extra_flags_note)"
+  size="every model ${LAYERS}+${LAYERS} layers x 128, FFN 512, 4 heads, --max-tokens $MAX_TOKENS;"
+  size+=" optimiser and per-model flags from examples/quickstart/models.sh$(extra_flags_note)"
   log "results (wall time $(((SECONDS - start) / 60)) min)"
   "$PY" "$TOOL" report --run-dir "$RUN_DIR" --raw-dir "$DATA_RAW" --output "$REPORT" \
     --budget-updates "$BUDGET_UPDATES" ${NOTE:+--note "$NOTE"} "${rows[@]}" "${skipped[@]}" \

@@ -448,8 +448,14 @@ def parse_args(argv=None):
     make.add_argument("--force", action="store_true", help="rewrite and rebinarize even when up to date")
     make.add_argument("--quiet", action="store_true", help="hide fairseq-preprocess output unless it fails")
 
-    ev = sub.add_parser("evaluate", help="token/sequence accuracy against the closest of the four targets",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev = sub.add_parser(
+        "evaluate", help="token/sequence accuracy against the closest of the four targets",
+        description="Each output is compared with the closest of its source's four targets (most position-wise "
+        "matches; ties go to the first of I, II, III, IV). Token accuracy = matches / max(output length, target "
+        "length), pooled over the corpus, so missing and extra positions count as wrong; sequence accuracy = "
+        "exact matches. Also reports the share of outputs per closest modality (the paper's Figure 2).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     ev.add_argument("generate_output", nargs="?", help="fairseq-generate output (H- lines; T- lines are checked)")
     ev.add_argument("--hyp", help="hypothesis file instead, one output per line in test order")
     ev.add_argument("--raw-dir", help="data folder of make-data (sources and N)")

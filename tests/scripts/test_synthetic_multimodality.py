@@ -166,8 +166,8 @@ def test_tiny_end_to_end(tmp_path, capsys):
     assert os.path.getmtime(data_bin / "test.src-tgt.tgt.bin") == stamp
 
     save = str(tmp_path / "ckpt")
-    # small batches, a high rate and one save at the end: ~150 updates in a few seconds
-    run_train(train_args(str(data_bin), save, max_update=150,
+    # small batches, a high rate and one save at the end: ~220 updates in ~10 s
+    run_train(train_args(str(data_bin), save, max_update=220,
                          extra=["--max-tokens", "600", "--lr", "1e-2", "--save-interval", "1000"]))
     capsys.readouterr()
     output = run_generate(
@@ -182,8 +182,8 @@ def test_tiny_end_to_end(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["sentences"] == 40
     assert sum(result["closest_modality_share"].values()) == pytest.approx(100.0, abs=0.1)
-    # An untrained model scores 0 here; 150 updates learn part of the
-    # offset mapping (deterministic: 9-19 % depending on N, seed 1).
+    # An untrained model scores 0 here; 220 updates learn part of the offset
+    # mapping: 11.9-13.4 % with training seeds 1-3 (seed 1 is used).
     assert result["token_accuracy"] > 5.0
 
     # Oracle through binarization and generation order: the T- lines, read
