@@ -1,19 +1,14 @@
 """DA-Transformer end to end through fairseq's own entry points (in-process): train with
 glancing and a sampled upsample range, generate with every strategy, score."""
-import json
 import os
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, hypotheses, run_generate, run_train, train_args
+from conftest import hypotheses, run_generate, run_train, train_args
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import score  # noqa: E402
-
-from nat_plugins.errors import NATUserError  # noqa: E402
+from dag_cli import gen_args, generate_and_score
+from nat_plugins.errors import NATUserError
 
 STRATEGY_FLAGS = {
     "dag_greedy": [],
@@ -32,11 +27,6 @@ def tiny_dat(tiny_bin, tmp_path_factory):
     return os.path.join(save, "checkpoint_last.pt")
 
 
-def gen_args(data, path, *extra):
-    return [data, "--user-dir", os.path.join(ROOT, "nat_plugins"), "--task", "nat_translation", "--path", path,
-            "--batch-size", "16", "--cpu", "--gen-subset", "test", *extra]
-
-
 def test_checkpoint_records_updates_for_the_glancing_schedule(tiny_dat):
     state = torch.load(tiny_dat, weights_only=True)
     # fairseq restores this count on resume and hands it to the model (and so to
@@ -47,19 +37,8 @@ def test_checkpoint_records_updates_for_the_glancing_schedule(tiny_dat):
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGY_FLAGS))
 def test_every_strategy_generates_and_scores(tiny_bin, tiny_dat, strategy, capsys, tmp_path):
-    out = run_generate(gen_args(tiny_bin, tiny_dat, "--decoding-strategy", strategy, *STRATEGY_FLAGS[strategy]),
-                       capsys)
-    hyps = hypotheses(out)
-    assert len(hyps) == 40
-    assert any(h.strip() for h in hyps.values())
-    for h in hyps.values():  # consecutive repeats are merged
-        words = h.split()
-        assert all(a != b for a, b in zip(words, words[1:])), h
-    path = tmp_path / "gen.out"
-    path.write_text(out)
-    assert score.main([str(path), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["sentences"] == 40 and 0.0 <= result["bleu_tok"] <= 100.0
+    generate_and_score(tiny_bin, tiny_dat, capsys, tmp_path, "--decoding-strategy", strategy,
+                       *STRATEGY_FLAGS[strategy])
 
 
 def test_sampling_with_a_seed_is_reproducible(tiny_bin, tiny_dat, capsys):

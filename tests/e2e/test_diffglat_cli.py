@@ -1,20 +1,15 @@
 """DiffGLAT end to end through fairseq's own entry points (in-process): train with the modality
 process after a short warm-up and residual glancing, generate with the DAG strategies, score."""
-import json
 import logging
 import os
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, hypotheses, run_generate, run_train, train_args
+from conftest import run_generate, run_train, train_args
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import score  # noqa: E402
-
-from nat_plugins.errors import NATUserError  # noqa: E402
+from dag_cli import gen_args, generate_and_score
+from nat_plugins.errors import NATUserError
 
 UPDATES = 20
 
@@ -38,11 +33,6 @@ def tiny_diffglat(tiny_bin, tmp_path_factory):
     return os.path.join(save, "checkpoint_last.pt"), [r.getMessage() for r in records]
 
 
-def gen_args(data, path, *extra):
-    return [data, "--user-dir", os.path.join(ROOT, "nat_plugins"), "--task", "nat_translation", "--path", path,
-            "--batch-size", "16", "--cpu", "--gen-subset", "test", *extra]
-
-
 def test_training_runs_the_modality_process_and_logs_per_transition_losses(tiny_diffglat):
     path, messages = tiny_diffglat
     state = torch.load(path, weights_only=True)
@@ -54,32 +44,17 @@ def test_training_runs_the_modality_process_and_logs_per_transition_losses(tiny_
     assert "| gamma " in logged  # after 5 warm-up updates the modality process chose gammas
 
 
-def _generate_and_score(tiny_bin, path, capsys, tmp_path, *flags):
-    out = run_generate(gen_args(tiny_bin, path, *flags), capsys)
-    hyps = hypotheses(out)
-    assert len(hyps) == 40 and any(h.strip() for h in hyps.values())
-    for h in hyps.values():  # DAG output: consecutive repeats merged
-        words = h.split()
-        assert all(a != b for a, b in zip(words, words[1:])), h
-    gen = tmp_path / "gen.out"
-    gen.write_text(out)
-    assert score.main([str(gen), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["sentences"] == 40 and 0.0 <= result["bleu_tok"] <= 100.0
-    return hyps
-
-
 def test_generate_with_joint_viterbi_by_default_and_the_trained_iterations(tiny_bin, tiny_diffglat, capsys, tmp_path):
     path, _ = tiny_diffglat
-    default = _generate_and_score(tiny_bin, path, capsys, tmp_path)
-    explicit = _generate_and_score(tiny_bin, path, capsys, tmp_path, "--decoding-strategy", "dag_joint_viterbi",
+    default = generate_and_score(tiny_bin, path, capsys, tmp_path)
+    explicit = generate_and_score(tiny_bin, path, capsys, tmp_path, "--decoding-strategy", "dag_joint_viterbi",
                                    "--decode-iterations", "3")
     assert default == explicit
-    _generate_and_score(tiny_bin, path, capsys, tmp_path, "--decode-iterations", "1")
+    generate_and_score(tiny_bin, path, capsys, tmp_path, "--decode-iterations", "1")
 
 
 def test_generate_with_lookahead(tiny_bin, tiny_diffglat, capsys, tmp_path):
-    _generate_and_score(tiny_bin, tiny_diffglat[0], capsys, tmp_path, "--decoding-strategy", "dag_lookahead",
+    generate_and_score(tiny_bin, tiny_diffglat[0], capsys, tmp_path, "--decoding-strategy", "dag_lookahead",
                         "--decode-iterations", "3")
 
 
