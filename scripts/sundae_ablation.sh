@@ -16,7 +16,9 @@
 #             the length embedding from the canvas width)
 #
 # Environment: PY [.venv/bin/python], BUDGET_MIN [8] wall-clock minutes per
-# training (fairseq --stop-time-hours), THREADS [1] torch threads per job,
+# training (fairseq --stop-time-hours), UPDATES [unset] an update budget per
+# training instead (--max-update; the paper compares at equal steps, and an
+# update budget is immune to machine load), THREADS [1] torch threads per job,
 # RUN_DIR [runs/sundae_ablation], DATA_BIN [data-bin/quickstart],
 # DATA_RAW [data/quickstart/raw], SAMPLES [2] (n), LENGTH_BEAM [1], TEST_N [300],
 # TAU [0.5], RHO [0.3], SEED [1].
@@ -56,8 +58,12 @@ arm_flags() {
 train_arm() {
   local arm=$1 dir="$RUN_DIR/$1"
   mkdir -p "$dir"
-  local hours
-  hours=$("$PY" -c "print($BUDGET_MIN / 60)")
+  local budget
+  if [ -n "${UPDATES:-}" ]; then
+    budget=(--max-update "$UPDATES")
+  else
+    budget=(--stop-time-hours "$("$PY" -c "print($BUDGET_MIN / 60)")")
+  fi
   # shellcheck disable=SC2046
   OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" -m fairseq_cli.train "$DATA_BIN" \
     --user-dir nat_plugins --task nat_translation --arch sundae_small --criterion sundae_loss \
@@ -66,7 +72,7 @@ train_arm() {
     --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 100 --warmup-init-lr 1e-7 \
     --dropout 0.1 --weight-decay 0.0 --max-tokens 4096 \
     --max-source-positions 256 --max-target-positions 256 \
-    --stop-time-hours "$hours" --save-dir "$dir/checkpoints" --no-epoch-checkpoints \
+    "${budget[@]}" --save-dir "$dir/checkpoints" --no-epoch-checkpoints \
     --save-interval-updates 100000 --disable-validation --seed "$SEED" --num-workers 0 \
     --log-format simple --log-interval 10 --cpu >"$dir/train.log" 2>&1
 }
