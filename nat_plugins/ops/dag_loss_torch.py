@@ -240,8 +240,9 @@ class _DagLogLikelihood(torch.autograd.Function):
         gm, gl = _backward_fast(grad, alpha, sigma, shift, Et, P_len, T_len, *ctx.in_dtypes)
         if exact_rows.numel():
             r = exact_rows
-            gm[r], gl[r] = _backward_exact(
-                grad[r], alpha[r], masked_links(links[r], P_len[r], dt), P_len[r], T_len[r])
+            em, el = _backward_exact(grad[r], alpha[r], masked_links(links[r], P_len[r], dt), P_len[r], T_len[r])
+            # The fast path already wrote gm/gl in the callers' dtypes (fp32 in training).
+            gm[r], gl[r] = em.to(gm.dtype), el.to(gl.dtype)
         return gm.to(ctx.in_dtypes[0]), gl.to(ctx.in_dtypes[1]), None, None, None
 
 

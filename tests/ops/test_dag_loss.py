@@ -67,6 +67,27 @@ def test_large_negative_links_need_exact_fallback():
     assert not torch.allclose(fast, ref, rtol=1e-6, atol=1e-6, equal_nan=True), "test no longer exercises the fallback"
 
 
+def test_exact_fallback_backward_in_fp32():
+    # Training runs fp32: the rows redone in log space (fp64) must be written back into the
+    # fast path's fp32 gradients (this once raised "Index put requires the source and
+    # destination dtypes match" mid-training, at the first underflowing batch).
+    match, links, P_len, T_len = random_batch(**MIXED, seed=4, link_scale=600.0)
+    match, links = (match * 300).float(), links.float()
+    m = match.clone().requires_grad_()
+    l = links.clone().requires_grad_()
+    out = dag_log_likelihood_torch(m, l, P_len, T_len, mode="auto")
+    w = torch.linspace(0.5, 1.5, len(P_len))
+    (out.nan_to_num(neginf=0.0) * w).sum().backward()
+    assert m.grad.dtype == torch.float32 and l.grad.dtype == torch.float32
+    m64 = match.double().requires_grad_()
+    l64 = links.double().requires_grad_()
+    ref = dag_log_likelihood_torch(m64, l64, P_len, T_len, mode="exact")
+    (ref.nan_to_num(neginf=0.0) * w.double()).sum().backward()
+    torch.testing.assert_close(out.double(), ref.float().double(), rtol=1e-5, atol=1e-3, equal_nan=True)
+    torch.testing.assert_close(m.grad.double(), m64.grad.float().double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(l.grad.double(), l64.grad.float().double(), rtol=1e-4, atol=1e-5)
+
+
 def test_uniform_large_negative_shift_is_exact_in_fast_mode():
     # A constant shift of -1e4 on every link only moves the column/row shifts.
     match, links, P_len, T_len = random_batch(**MIXED, seed=5)
