@@ -184,9 +184,20 @@ def markdown_table(results):
 
 
 def _contended(meta):
-    load = (meta.get("machine") or {}).get("load_average_start")
-    cores = (meta.get("machine") or {}).get("cores")
-    return load is not None and cores and load[0] > 0.75 * cores
+    """Other work shared the CPU: the 1-minute load was high at the start and, less the
+    benchmark's own threads, still high at the end.  One sample alone misleads: the start
+    includes whatever just finished (a training that ended seconds before), the end
+    includes the benchmark itself."""
+    machine = meta.get("machine") or {}
+    start, end, cores = machine.get("load_average_start"), machine.get("load_average_end"), machine.get("cores")
+    if start is None or not cores:
+        return False
+    if start[0] < 0.5 * cores:
+        return False
+    if end is None:
+        return True
+    own = max((meta.get("settings") or {}).get("threads") or [1])
+    return end[0] - own >= 0.5 * cores
 
 
 def markdown(results, plot_name=PLOT_NAME):
@@ -291,7 +302,8 @@ def write_plot(results, path):
         if r["config"] not in configs:
             configs.append(r["config"])
     markers = "os^Dvx*P"
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # 20 distinct colours: with 10, a dozen entries repeat colours and points are misread
+    colors = [plt.get_cmap("tab20")(i) for i in range(20)]
     names = [e["name"] for e in results["entries"]]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
     panels = ((axes[0], lambda r: r["latency"]["median_ms"], "batch-1 latency, median ms/sentence (log)"),

@@ -162,6 +162,18 @@ def test_where_nat_loses_is_computed_from_the_numbers():
     assert "2.00x slower" in text and "10.00x slower" in text and "2.00x faster" in text and "4.00x slower" in text
 
 
+@pytest.mark.parametrize("start,end,contended", [
+    (6.94, 8.61, True),   # other engineers' jobs for the whole run
+    (2.63, 1.49, False),  # a training ended seconds before; the end is the benchmark's own 2 threads
+    (1.0, 3.1, True),     # one other single-threaded job throughout
+    (0.2, 2.0, False),    # quiet
+])
+def test_contention_needs_load_at_both_ends_beyond_own_threads(start, end, contended):
+    meta = {"machine": {"cores": 2, "load_average_start": [start, 0, 0], "load_average_end": [end, 0, 0]},
+            "settings": {"threads": [1, 2]}}
+    assert bool(benchmark_report._contended(meta)) is contended
+
+
 def test_report_files(tmp_path):
     paths = benchmark_report.write_all(_synthetic_results(), str(tmp_path))
     md = open(paths[0]).read()
