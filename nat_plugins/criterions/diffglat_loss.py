@@ -5,12 +5,18 @@ One training step (§3.3 "Training": one diffusion timestep per step):
 1. sample a level ``t ~ U{1..T}`` (torch's global RNG, which fairseq reseeds from
    ``--seed`` and the update number every step); the transition trained is
    ``k = T - t`` (:func:`~nat_plugins.modules.modality_diffusion.transition_of_level`);
-2. **no-grad pass** of the generative process: transitions ``0 .. k-1`` give ``H_t``
-   and the previous output ``^y_t`` (argmax of transition ``k-1``; the ``<unk>`` canvas
-   when ``k = 0``).  Only hidden states and ``[B, P]`` argmaxes are kept, never a
-   ``[B, P, V]`` tensor per transition.  Then, inside ``torch.random.fork_rng`` (so the
-   gradient pass redraws the same dropout masks, as ``dag_loss`` does), transition
-   ``k`` and, when the process needs it, transition ``k+1``;
+2. **the process up to level t**: transitions ``0 .. k-1`` give ``H_t`` and the previous
+   output ``^y_t`` (argmax of transition ``k-1``; the ``<unk>`` canvas when ``k = 0``).
+   ``H_t`` keeps its autograd graph, so the loss of transition ``k`` also trains the
+   transitions that computed its input (§3.2: ``H_t`` "is consistent in both training
+   and inference"; the paper samples *which loss* to compute, §3.3 "Training", and
+   says nothing of cutting the gradient).  ``--diffusion-detach-inputs`` computes
+   ``H_t`` without gradient instead (cheaper: only transition ``k`` is trained per
+   step).  Only hidden states and ``[B, P]`` argmaxes are kept, never a ``[B, P, V]``
+   tensor per transition.  Then, without gradient and inside
+   ``torch.random.fork_rng`` (so the gradient pass redraws the same dropout masks, as
+   ``dag_loss`` does), transition ``k`` and, when the process needs it, transition
+   ``k+1``;
 3. the **intermediate target** ``~y_{t-1}`` (length ``|y|``; §3.3 "we use the decoding
    result with the original target length"):
 
@@ -32,12 +38,13 @@ One training step (§3.3 "Training": one diffusion timestep per step):
    ratio ``alpha`` from ``--glance-alpha``): best alignment of ``~y_{t-1}`` to
    transition ``k``'s graph; ``S = round(alpha * d(~y_{t-1}, ^y_{t-1}))`` vertices among
    the aligned ones where ``^y_t != ~y_{t-1}``;
-5. **gradient pass of transition k only**, on the detached ``H_t`` with the glanced
-   vertices' states replaced by the embeddings of their ``~y_{t-1}`` tokens; for
-   ``k = 0`` the input is the embedded canvas itself, which keeps its gradient (it is
-   not an earlier transition).  Like a diffusion model trained on a sample ``y_t``,
-   nothing is backpropagated through earlier transitions: it would multiply the cost
-   by up to ``T``, and every transition is trained whenever its level is drawn;
+5. **gradient pass of transition k**, on ``H_t`` with the glanced vertices' states
+   replaced by the embeddings of their ``~y_{t-1}`` tokens (for ``k = 0`` the input
+   is the embedded canvas).  Why not ``--diffusion-detach-inputs`` by default: with a
+   detached input each layer group only ever learns from frozen states, and on the
+   synthetic multimodality data the model then never learned ``y_0`` (the last
+   transition stayed at 3.9 bits while the intermediate transitions fitted their own
+   argmax at 0 bits, `benchmarks/synthetic_multimodality.md`);
 6. loss ``-log P_DAG(~y_{t-1}) / |y|`` (:func:`nat_plugins.ops.dag_log_likelihood`),
    averaged over sentences.  **"Loss on the remaining tokens" for a DAG** (our
    reading of eq. 11): a glanced vertex may only emit the token it was fed, and that
@@ -102,6 +109,10 @@ class DiffGLATLossConfig(FairseqDataclass):
     modality_keep: float = field(
         default=0.9, metadata={"help": "modality process: share of already-correct tokens gamma must keep"}
     )
+    diffusion_detach_inputs: bool = field(
+        default=False,
+        metadata={"help": "train only the sampled transition: its input comes from a no-grad pass of the earlier ones"},
+    )
 
 
 def free_glanced(match, target, alignment, glanced):
@@ -132,7 +143,7 @@ class DiffGLATLoss(DAGLoss):
 
     def __init__(self, task, glance_alpha="0.5:0.1@200k", glance_alpha_periodic=False, diffusion_process="modality",
                  diffusion_warmup_updates=100000, modality_gammas="1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1",
-                 modality_keep=0.9):
+                 modality_keep=0.9, diffusion_detach_inputs=False):
         FairseqCriterion.__init__(self, task)
         try:
             self.schedule = GlanceSchedule(glance_alpha, periodic=glance_alpha_periodic)
@@ -151,6 +162,7 @@ class DiffGLATLoss(DAGLoss):
         self.process = str(diffusion_process)
         self.warmup_updates = int(diffusion_warmup_updates)
         self.keep = float(modality_keep)
+        self.detach_inputs = bool(diffusion_detach_inputs)
         self.sampler = ResidualGlancingSampler()
         self.num_updates = 0
 
@@ -202,11 +214,12 @@ class DiffGLATLoss(DAGLoss):
             y_tilde = y0
         gamma = None
 
-        # No-grad part of the generative process (module docstring, step 2).
+        # The process up to level t (module docstring, step 2).
         states, padding_mask = model.initial_states(canvas)
         nothing = torch.zeros_like(canvas, dtype=torch.bool)
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_inputs):
             h_t = model.run_transitions(states, encoder_out, padding_mask, 0, k)
+        with torch.no_grad():
             prev_output = model.token_logits(h_t).argmax(-1) if k > 0 else canvas  # ^y_t [B, P]
         h_in = states if k == 0 else h_t
         alignment, glanced = None, nothing
@@ -228,7 +241,7 @@ class DiffGLATLoss(DAGLoss):
                     del logits, links
                 del out
 
-        # Gradient pass of transition k only (step 5).
+        # Gradient pass of transition k (step 5).
         glance_tokens = canvas if alignment is None else self.sampler.glance_inputs(canvas, y_tilde, alignment, glanced)
         out = model.transition(model.glanced_states(h_in, glance_tokens, glanced), encoder_out, padding_mask, k)
         logits, links = model.transition_outputs(out, graph_len)

@@ -69,12 +69,13 @@ def test_validation_loss_is_the_final_graph_nll_per_token():
     assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("detach", [False, True])
 @pytest.mark.parametrize("level,trained_layer", [(1, 1), (2, 0)])
-def test_only_the_sampled_transition_learns_and_gradients_reach_tokens_and_links(level, trained_layer):
+def test_the_sampled_transition_and_by_default_the_ones_before_it_learn(level, trained_layer, detach):
     # one pass of 2 one-layer groups: transition k = T - t uses layer k alone
     model, d = build_diffglat(upsample_scale="3", diffusion_iterations=1)
     model.train()
-    loss, _, log = criterion(d, level=level)(model, make_sample(d, PAIRS))
+    loss, _, log = criterion(d, level=level, diffusion_detach_inputs=detach)(model, make_sample(d, PAIRS))
     assert log["level"] == level and f"loss_t{trained_layer}" in log
     loss.backward()
     for name, p in (("token output", model.decoder.output_projection.weight), ("link query", model.links.query.weight),
@@ -83,8 +84,14 @@ def test_only_the_sampled_transition_learns_and_gradients_reach_tokens_and_links
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     layers = model.decoder.layers
     assert layers[trained_layer].fc1.weight.grad.abs().sum() > 0
-    other = layers[1 - trained_layer].fc1.weight.grad
-    assert other is None or other.abs().sum() == 0  # no backprop through earlier transitions
+    later = layers[1].fc1.weight.grad if trained_layer == 0 else None
+    assert later is None or later.abs().sum() == 0  # transitions after k never get a gradient
+    if trained_layer == 1:  # transition 0 computed the input H_t of transition 1
+        earlier = layers[0].fc1.weight.grad
+        if detach:
+            assert earlier is None or earlier.abs().sum() == 0
+        else:
+            assert earlier is not None and earlier.abs().sum() > 0
 
 
 def test_the_gradient_pass_reuses_the_no_grad_input_and_dropout(monkeypatch):
@@ -95,7 +102,7 @@ def test_the_gradient_pass_reuses_the_no_grad_input_and_dropout(monkeypatch):
     criterion(d, level=3, glance_alpha="1e-6", diffusion_process="absorbing")(model, make_sample(d, PAIRS))
     ks = [c[0] for c in calls]
     assert ks == [0, 1, 2, 3, 3]  # T = 6, t = 3: k = 3; no-grad 0..2, forked no-grad 3, gradient pass 3
-    assert [c[3] for c in calls] == [False, False, False, False, True]
+    assert [c[3] for c in calls] == [True, True, True, False, True]  # H_t keeps its graph by default
     assert torch.equal(calls[2][2], calls[3][1])  # H_t is transition k-1's output
     assert torch.equal(calls[3][1], calls[4][1]) and torch.equal(calls[3][2], calls[4][2])  # same dropout masks
 
