@@ -161,6 +161,38 @@ def test_glanced_vertices_emit_their_token_for_free():
     assert out[0, :, 3].tolist() == [0.0, float("-inf"), 0.0]
 
 
+def test_glanced_emissions_are_scored_by_default_and_free_on_request(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3")
+    model.train()
+    sample = make_sample(d, PAIRS)
+    seen = {}
+    for mode in ("all", "remaining"):
+        crit = criterion(d, level=2, glance_alpha="1.0", diffusion_process="absorbing", glance_loss_on=mode)
+        real = crit.glanced_emission
+
+        def spy(match, target, alignment, glanced, real=real, mode=mode):
+            out = real(match, target, alignment, glanced)
+            seen[mode] = (match.clone(), out, glanced.clone(), alignment.clone(), target.clone())
+            return out
+
+        crit.glanced_emission = spy
+        torch.manual_seed(3)
+        crit(model, sample)
+    for mode in ("all", "remaining"):
+        match, out, glanced, alignment, target = seen[mode]
+        assert glanced.any()
+        b, j = glanced.nonzero()[0].tolist()
+        fed = int(alignment[b, j])
+        same = target[b].eq(target[b, fed])
+        # the fed token alone may be emitted at a glanced vertex, in both modes
+        assert torch.isinf(out[b, ~same, j]).all()
+        expected = match[b, same, j] if mode == "all" else torch.zeros_like(match[b, same, j])
+        assert torch.equal(out[b, same, j], expected)
+    assert torch.equal(seen["all"][0], seen["remaining"][0])  # same step, same scores before the glance rule
+    with pytest.raises(NATUserError):
+        DiffGLATLoss(_Task(d), glance_loss_on="some")
+
+
 def test_vertex_of_position_inverts_an_alignment():
     alignment = torch.tensor([[0, -1, 1, 2, -1], [0, 1, -1, -1, -1], [-1, -1, -1, -1, -1]])
     assert vertex_of_position(alignment, 3).tolist() == [[0, 2, 3], [0, 1, 0], [0, 0, 0]]
