@@ -44,7 +44,7 @@ One training step (§3.3 "Training": one diffusion timestep per step):
    detached input each layer group only ever learns from frozen states, and on the
    synthetic multimodality data the model then never learned ``y_0`` (the last
    transition stayed at 3.9 bits while the intermediate transitions fitted their own
-   argmax at 0 bits, `benchmarks/synthetic_multimodality.md`);
+   argmax at 0 bits, ``benchmarks/diffglat.md``);
 6. loss ``-log P_DAG(~y_{t-1}) / |y|`` (:func:`nat_plugins.ops.dag_log_likelihood`),
    averaged over sentences.  A glanced vertex may only emit the token it was fed
    (other tokens ``-inf``, as ``dag_loss`` does).  ``--glance-loss-on`` decides
@@ -176,9 +176,9 @@ class DiffGLATLoss(DAGLoss):
         self.warmup_updates = int(diffusion_warmup_updates)
         self.keep = float(modality_keep)
         self.detach_inputs = bool(diffusion_detach_inputs)
-        if str(glance_loss_on) not in ("all", "remaining"):
+        self.glanced_emission = {"all": force_glanced, "remaining": free_glanced}.get(str(glance_loss_on))
+        if self.glanced_emission is None:
             raise NATUserError(f"--glance-loss-on {glance_loss_on!r}: expected 'all' or 'remaining'")
-        self.glanced_emission = force_glanced if str(glance_loss_on) == "all" else free_glanced
         self.sampler = ResidualGlancingSampler()
         self.num_updates = 0
 
