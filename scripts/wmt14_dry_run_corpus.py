@@ -23,6 +23,7 @@ checks them.  Output is identical on every run (fixed seeds, fixed archive
 timestamps).
 """
 import argparse
+import gzip
 import io
 import os
 import random
@@ -126,7 +127,8 @@ def write_corpus(out_dir, seed=0):
         pairs = clean_pairs(rng, count - len(dirty)) + dirty
         rng.shuffle(pairs)
         path = os.path.join(out_dir, archive)
-        with tarfile.open(path, "w:gz") as tar:
+        # The gzip header carries a timestamp; pin it, or two runs a second apart differ.
+        with gzip.GzipFile(path, "wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as tar:
             _tar_member(tar, f"{member}.en", _lines(en for en, _ in pairs))
             _tar_member(tar, f"{member}.de", _lines(de for _, de in pairs))
         written.append(path)

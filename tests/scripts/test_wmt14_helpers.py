@@ -4,6 +4,7 @@ recipes' dry run in tests/e2e/test_wmt14_recipes.py runs it for real)."""
 import json
 import os
 import tarfile
+import time
 
 import pytest
 
@@ -57,8 +58,11 @@ def test_clean_cli_writes_raw_lines_and_stats(tmp_path):
     assert clean_corpus.main(argv) == 2  # sides of different lengths
 
 
-def test_dry_run_corpus_is_deterministic_and_shaped_like_the_downloads(tmp_path):
+def test_dry_run_corpus_is_deterministic_and_shaped_like_the_downloads(tmp_path, monkeypatch):
     first = wmt14_dry_run_corpus.write_corpus(str(tmp_path / "a"))
+    # A later clock must not change the bytes (gzip headers carry a timestamp).
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
     second = wmt14_dry_run_corpus.write_corpus(str(tmp_path / "b"))
     assert [open(p, "rb").read() for p in first] == [open(p, "rb").read() for p in second]
     with tarfile.open(tmp_path / "a" / "training-parallel-nc-v9.tgz") as tar:
