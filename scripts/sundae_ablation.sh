@@ -64,6 +64,9 @@ train_arm() {
   else
     budget=(--stop-time-hours "$("$PY" -c "print($BUDGET_MIN / 60)")")
   fi
+  # Appended, not overwritten: a larger UPDATES resumes from checkpoint_last.pt and the
+  # log then holds every segment of the run.
+  echo "== $(date -u '+%F %T') UTC: $arm ${budget[*]}" >>"$dir/train.log"
   # shellcheck disable=SC2046
   OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" -m fairseq_cli.train "$DATA_BIN" \
     --user-dir nat_plugins --task nat_translation --arch sundae_small --criterion sundae_loss \
@@ -74,7 +77,7 @@ train_arm() {
     --max-source-positions 256 --max-target-positions 256 \
     "${budget[@]}" --save-dir "$dir/checkpoints" --no-epoch-checkpoints \
     --save-interval-updates 100000 --disable-validation --seed "$SEED" --num-workers 0 \
-    --log-format simple --log-interval 10 --cpu >"$dir/train.log" 2>&1
+    --log-format simple --log-interval 10 --cpu >>"$dir/train.log" 2>&1
 }
 
 test_bin() {

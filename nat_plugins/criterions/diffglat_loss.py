@@ -60,6 +60,19 @@ One training step (§3.3 "Training": one diffusion timestep per step):
      (``match = 0``), so glanced tokens add no emission term while the links
      through them are still trained (:func:`free_glanced`).
 
+7. ``--modality-anchor lambda`` (default 0, off; **not in the paper**): at the
+   intermediate levels of the modality process the loss becomes
+   ``L(~y_{t-1}) + lambda * L(y_0)``, with ``L(y_0)`` the same graph's NLL of the data
+   (no glance rule: the glanced vertices were fed ``~y_{t-1}``).  Why it exists: with
+   eq. 24 alone, on the synthetic multimodality data, the process collapsed within
+   200 updates of the warm-up's end.  When the previous output ``^y_t`` has no token
+   right, the gamma rule holds for every gamma, the intermediate targets become the
+   model's own argmax, the transitions fit them at ~0 bits, and the last transition,
+   which shares their parameters, went from 0.7 to 4-5 bits (validation 23.9 bits).
+   Capping the gamma set at 0.5 did not prevent it (10.7 bits).  With ``lambda = 1`` the last transition stayed at
+   0.7-0.9 bits and the validation loss kept falling (3.45 -> 2.50 bits over 500
+   updates; ``benchmarks/diffglat.md``, 2026-12-02).
+
 Size problems and non-finite sentences are handled as in ``dag_loss`` (skipped /
 zeroed and counted).  In validation (eval mode) the loss is the last transition's
 (``t = 1``, target ``y_0``) after the full no-grad process, without glancing: the
@@ -122,6 +135,10 @@ class DiffGLATLossConfig(FairseqDataclass):
         default="all",
         metadata={"help": "score the glanced tokens' emissions too (all, as DA-Transformer) or only the others (eq. 11)"},
     )
+    modality_anchor: float = field(
+        default=0.0,
+        metadata={"help": "modality process: weight of a y_0 loss added at the intermediate levels (0: eq. 24 only)"},
+    )
     diffusion_detach_inputs: bool = field(
         default=False,
         metadata={"help": "train only the sampled transition: its input comes from a no-grad pass of the earlier ones"},
@@ -156,7 +173,7 @@ class DiffGLATLoss(DAGLoss):
 
     def __init__(self, task, glance_alpha="0.5:0.1@200k", glance_alpha_periodic=False, diffusion_process="modality",
                  diffusion_warmup_updates=100000, modality_gammas="1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1",
-                 modality_keep=0.9, diffusion_detach_inputs=False, glance_loss_on="all"):
+                 modality_keep=0.9, diffusion_detach_inputs=False, glance_loss_on="all", modality_anchor=0.0):
         FairseqCriterion.__init__(self, task)
         try:
             self.schedule = GlanceSchedule(glance_alpha, periodic=glance_alpha_periodic)
@@ -172,6 +189,9 @@ class DiffGLATLoss(DAGLoss):
             raise NATUserError(f"--modality-keep {modality_keep}: expected a share in [0, 1]")
         if diffusion_warmup_updates < 0:
             raise NATUserError("--diffusion-warmup-updates must be >= 0")
+        if modality_anchor < 0:
+            raise NATUserError(f"--modality-anchor {modality_anchor}: expected a weight >= 0")
+        self.anchor = float(modality_anchor)
         self.process = str(diffusion_process)
         self.warmup_updates = int(diffusion_warmup_updates)
         self.keep = float(modality_keep)
@@ -267,6 +287,10 @@ class DiffGLATLoss(DAGLoss):
             if alignment is not None:
                 match = self.glanced_emission(match, pick(y_tilde), pick(alignment), pick(glanced))
             loss, n_finite = mean_finite_nll(match, pick(links), pick(graph_len), pick(tgt_len))
+            if kind == "modality" and self.anchor > 0:
+                anchor, _ = mean_finite_nll(target_match(pick(logits), pick(y0)), pick(links), pick(graph_len),
+                                            pick(tgt_len))
+                loss = loss + self.anchor * anchor
         else:
             n_finite = 0
             # Keep the graph connected so backward() works; the gradient is zero.

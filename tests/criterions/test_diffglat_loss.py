@@ -239,6 +239,45 @@ def test_modality_targets_after_warm_up_and_data_targets_before(monkeypatch):
     assert torch.equal(matches[-1], y0)
 
 
+def test_the_modality_anchor_adds_a_weighted_data_loss_at_intermediate_levels(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3")
+    model.train()
+    sample = make_sample(d, PAIRS)
+    y0 = sample["target"][:, :4].masked_fill(sample["target"][:, :4].eq(d.eos()), d.pad())
+    calls = []
+    real_nll, real_match = loss_mod.mean_finite_nll, loss_mod.target_match
+
+    def spy_nll(match, *args):
+        out = real_nll(match, *args)
+        calls.append(out[0].detach())
+        return out
+
+    targets = []
+
+    def spy_match(logits, target):
+        targets.append(target.clone())
+        return real_match(logits, target)
+
+    monkeypatch.setattr(loss_mod, "mean_finite_nll", spy_nll)
+    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    for level, process, warmup, applies in ((2, "modality", 0, True), (1, "modality", 0, False),
+                                            (2, "modality", 5, False), (2, "absorbing", 0, False)):
+        calls.clear()
+        targets.clear()
+        crit = criterion(d, level=level, diffusion_process=process, diffusion_warmup_updates=warmup,
+                         modality_anchor=0.5)
+        torch.manual_seed(0)
+        loss, _, _ = crit(model, sample)
+        if applies:
+            assert len(calls) == 2 and torch.equal(targets[-1], y0)
+            assert not torch.equal(targets[-2], y0)  # eq. 24 target: the untrained model's argmax differs
+            assert float(loss.detach()) == pytest.approx(float(calls[0] + 0.5 * calls[1]), rel=1e-6)
+        else:
+            assert len(calls) == 1 and float(loss.detach()) == pytest.approx(float(calls[0]))
+    with pytest.raises(NATUserError):
+        DiffGLATLoss(_Task(d), modality_anchor=-1)
+
+
 def test_d3pm_targets_corrupt_at_rate_level_minus_one_over_T(monkeypatch):
     model, d = build_diffglat(upsample_scale="3")
     model.train()
