@@ -119,11 +119,7 @@ class DAGLoss(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
-        real = model.real_target_mask(sample["target"])
-        tgt_len = real.sum(1)
-        width = max(int(tgt_len.max()), 1)
-        # Real tokens are contiguous at the start of fairseq targets ([y, <eos>, <pad>...]).
-        target = sample["target"].masked_fill(~real, model.pad)[:, :width]
+        target, tgt_len, _ = model.dag_target(sample["target"])  # y, or <s> y </s> (--dag-frame-target)
 
         encoder_out = model.encode(src_tokens, src_lengths)
         graph_len = model.graph_lengths(src_tokens, model.upsample_scale())

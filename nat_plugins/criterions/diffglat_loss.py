@@ -217,12 +217,9 @@ class DiffGLATLoss(DAGLoss):
     # ---- one training step -------------------------------------------------------
     def forward(self, model, sample, reduce=True):
         src_tokens = sample["net_input"]["src_tokens"]
-        real = model.real_target_mask(sample["target"])
-        tgt_len = real.sum(1)
-        width = max(int(tgt_len.max()), 1)
-        # Real tokens are contiguous at the start of fairseq targets ([y, <eos>, <pad>...]).
-        real = real[:, :width]
-        y0 = sample["target"][:, :width].masked_fill(~real, model.pad)
+        # y0: y, or <s> y </s> (--dag-frame-target); `real` marks content, so the frame is never
+        # replaced by a modality or D3PM target.
+        y0, tgt_len, real = model.dag_target(sample["target"])
 
         encoder_out = model.encode(src_tokens, sample["net_input"]["src_lengths"])
         graph_len = model.graph_lengths(src_tokens, model.upsample_scale())

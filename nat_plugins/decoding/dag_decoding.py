@@ -126,13 +126,14 @@ class DAGStrategy(DecodingStrategy):
             token_lp, links = model.dag_graph(encoder_out, lengths)
         banned = sorted({model.pad, model.bos, model.eos})
         token_lp[..., banned] = float("-inf")
-        tokens, scores, out_len, score = self.decode_graph(links, token_lp, lengths, model.pad, generator)
+        tokens, scores, out_len, score = self.decode_graph(links, token_lp, lengths, model.pad, generator,
+                                                           framed=getattr(model, "frame_target", False))
         return CanvasState(tokens, scores, out_len, extra={"score": score})
 
     def finalize(self, model, encoder_out, state):
         return state.tokens, state.scores, state.lengths, state.extra["score"]
 
-    def decode_graph(self, links, token_logprobs, lengths, pad, generator=None):
+    def decode_graph(self, links, token_logprobs, lengths, pad, generator=None, framed=False):
         """Decode a batch of DAGs (no model needed; the unit of the tests).
 
         Args:
@@ -140,13 +141,23 @@ class DAGStrategy(DecodingStrategy):
             token_logprobs: ``[N, P, V]`` per-vertex token log-probs.
             lengths: ``[N]`` long ``P_b``.
             pad: padding id for the output.
+            framed: the model was trained on ``<s> y </s>`` (``--dag-frame-target``): vertex 0
+                and vertex ``P_b - 1``, which every path visits, emit the frame.  Their token
+                scores count as ``log 1`` in the search and they are left out of the output.
         Returns:
             ``(tokens [N, L], token_scores [N, L], lengths [N], score [N])`` after merging repeats.
         """
         best_lp, best_tok = token_logprobs.float().max(-1)  # [N, P]
         links = links.float()
         lengths = lengths.to(links.device).long()
+        if framed:
+            ends = torch.arange(best_lp.size(1), device=best_lp.device)[None, :]
+            best_lp = best_lp.masked_fill(ends.eq(0) | ends.eq(lengths[:, None] - 1), 0.0)
         vertices, path_score = self.search(links, best_lp, lengths, generator)
+        if framed:
+            # Paths start at vertex 0 and end at P_b - 1 (strictly increasing): drop both.
+            vertices = vertices[:, 1:] if vertices.size(1) > 1 else vertices.new_full(vertices.shape, -1)
+            vertices = vertices.masked_fill(vertices.eq(lengths[:, None] - 1), -1)
         on_path = vertices.ge(0)
         v = vertices.clamp(min=0)
         tokens = best_tok.gather(1, v).masked_fill(~on_path, pad)

@@ -21,6 +21,16 @@ the strategies decide the length.
 ``lambda ~ U[A, B]`` once; evaluation and decoding use ``--decode-upsample-scale``
 (default ``B``), which must lie in ``[A, B]`` (a fixed scale must be matched).
 
+``--dag-frame-target`` (off by default) trains the graph on ``<s> y </s>``, as
+DA-Transformer does (its ``translation_lev``-style task prepends ``<s>`` to every
+target): the first vertex of every path emits ``<s>``, the last ``</s>``, and
+decoding drops both (:meth:`DATModel.dag_target`,
+:class:`~nat_plugins.decoding.dag_decoding.DAGStrategy`).  Without it the two
+vertices every path shares carry the first and last content tokens, so a
+multimodal first or last token cannot follow the path's choice of modality.  A
+graph then needs ``P_b >= |y| + 2``.  Off by default because checkpoints trained
+without it would decode wrongly with it.
+
 Graph capacity: the decoder positions and the link-position table hold
 ``ceil(B * max_source_positions)`` vertices, so every source the model accepts
 fits its graph.
@@ -67,6 +77,7 @@ class DATModel(NATModelBase):
         self.decode_upsample_scale = self.upsample_range[1]
         #: set every update by fairseq (FairseqTask.train_step) and on checkpoint load
         self.num_updates = 0
+        self.frame_target = bool(getattr(args, "dag_frame_target", False))
 
     # ---- construction ---------------------------------------------------
     @staticmethod
@@ -76,6 +87,9 @@ class DATModel(NATModelBase):
                             help="graph size P = L * source length; a range A~B samples L per training batch")
         parser.add_argument("--dag-link-heads", type=int, metavar="H",
                             help="heads of the link (transition) projections (default: decoder heads)")
+        parser.add_argument("--dag-frame-target", action="store_true",
+                            help="paths emit <s> y </s> (DA-Transformer's targets): the shared first and last "
+                                 "vertices carry the frame, not content")
 
     @classmethod
     def build_length_predictor(cls, args):
@@ -91,6 +105,33 @@ class DATModel(NATModelBase):
     def set_num_updates(self, num_updates):
         self.num_updates = int(num_updates)
         super().set_num_updates(num_updates)
+
+    # ---- targets --------------------------------------------------------------
+    def dag_target(self, target):
+        """The token sequence a path must emit, from a fairseq target ``[y, </s>, <pad>...]``.
+
+        Args:
+            target: ``[B, L]`` long.
+        Returns:
+            ``(tokens [B, W] long (pad after the end), lengths [B] long, content [B, W] bool)``:
+            ``y`` alone, or ``<s> y </s>`` with ``--dag-frame-target``; ``content`` marks the
+            tokens of ``y`` (never the frame).
+        """
+        real = self.real_target_mask(target)
+        lengths = real.sum(1)
+        width = max(int(lengths.max()), 1) if lengths.numel() else 1
+        # Real tokens are contiguous at the start of fairseq targets.
+        tokens = target.masked_fill(~real, self.pad)[:, :width]
+        content = real[:, :width]
+        if not self.frame_target:
+            return tokens, lengths, content
+        B = tokens.size(0)
+        framed = tokens.new_full((B, width + 2), self.pad)
+        framed[:, 0] = self.bos
+        framed[:, 1:width + 1] = tokens
+        framed.scatter_(1, (lengths + 1)[:, None], self.eos)
+        framed_content = torch.cat([content.new_zeros(B, 1), content, content.new_zeros(B, 1)], 1)
+        return framed, lengths + 2, framed_content
 
     # ---- graph ----------------------------------------------------------------
     def upsample_scale(self):

@@ -76,6 +76,31 @@ def test_loss_is_mean_per_token_nll_and_gradients_reach_tokens_and_links():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+def test_framed_targets_are_scored_as_bos_content_eos():
+    model, d = build_dat("4", frame=True)
+    model.eval()
+    sample = make_sample(d, PAIRS)
+    loss, _, log = DAGLoss(_Task(d), glance_p="0")(model, sample)
+    src = sample["net_input"]["src_tokens"]
+    P = model.graph_lengths(src, 4.0)
+    logits, links = model.dag_forward(model.encode(src, sample["net_input"]["src_lengths"]), model.graph_canvas(P))
+    lp = torch.log_softmax(logits.float(), -1)
+    expected = []
+    for b, (_, t) in enumerate(PAIRS):
+        ids = [d.bos()] + [d.index(w) for w in t.split()] + [d.eos()]
+        ll = dag_log_likelihood(lp[b, :, ids].T[None], links[b:b + 1], P[b:b + 1], torch.tensor([len(ids)]),
+                                impl="torch")
+        expected.append(-ll / len(ids))
+    assert log["skipped"] == 0 and log["target_tokens"] == 4 + 2 + 2 + 3 * 2
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    # the frame needs two more vertices: "h" (3 vertices) holds "e f" alone, not "<s> e f </s>"
+    plain, _ = build_dat("3")
+    framed, _ = build_dat("3", frame=True)
+    small = make_sample(d, [("h", "e f")])
+    assert DAGLoss(_Task(d), glance_p="0")(plain.eval(), small)[2]["skipped"] == 0
+    assert DAGLoss(_Task(d), glance_p="0")(framed.eval(), small)[2]["skipped"] == 1
+
+
 def test_too_small_graphs_are_skipped_and_counted():
     model, d = build_dat("2")
     crit = DAGLoss(_Task(d), glance_p="0.5")

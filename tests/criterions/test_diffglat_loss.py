@@ -278,6 +278,32 @@ def test_the_modality_anchor_adds_a_weighted_data_loss_at_intermediate_levels(mo
         DiffGLATLoss(_Task(d), modality_anchor=-1)
 
 
+@pytest.mark.parametrize("process", ["modality", "absorbing", "uniform"])
+def test_framed_targets_keep_their_frame_at_every_level(monkeypatch, process):
+    model, d = build_diffglat(upsample_scale="4", dag_frame_target=True)
+    model.train()
+    targets = []
+    real_match = loss_mod.target_match
+
+    def spy_match(logits, target):
+        targets.append(target.clone())
+        return real_match(logits, target)
+
+    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    sample = make_sample(d, PAIRS)
+    lengths = torch.tensor([len(t.split()) for _, t in PAIRS])
+    crit = criterion(d, level=model.num_transitions(), diffusion_process=process, glance_alpha="0.5")
+    torch.manual_seed(0)
+    _, _, log = crit(model, sample)
+    assert log["skipped"] == 0 and targets
+    for target in targets:  # the next graph's alignment (modality), glancing, the loss
+        assert target[:, 0].eq(d.bos()).all()
+        assert target.gather(1, (lengths + 1)[:, None]).eq(d.eos()).all()
+        inner = target[:, 1:].clone()
+        inner.scatter_(1, lengths[:, None], d.pad())
+        assert not inner.eq(d.bos()).any() and not inner.eq(d.eos()).any()
+
+
 def test_d3pm_targets_corrupt_at_rate_level_minus_one_over_T(monkeypatch):
     model, d = build_diffglat(upsample_scale="3")
     model.train()

@@ -150,6 +150,25 @@ def test_merge_repeats():
     assert sc.tolist() == [[0, 2, 5], [7, 0, 0]]
 
 
+def test_framed_graphs_drop_their_end_vertices_and_do_not_score_them():
+    """Trained on <s> y </s>: v0 and v4 emit the frame (log 1 in the search), the output is the middle.
+
+    joint-Viterbi, beta = 1: [0,1,4] .30*.80*.5 = .120 -> ln/3 = -0.707 (best; [0,2,4] .10125 -> -0.763,
+    [0,3,4] .080 -> -0.842, [0,4] .05 -> -1.498); lookahead, beta = 1: from 0, v2 .225 beats v1 .150 and
+    v4 .05; from 2, v4 .45 beats v3 .11.
+    """
+    links, tok = hand_dag()
+    expected = {DAGGreedy: [7], DAGLookahead: [6], DAGJointViterbi: [5]}
+    for cls, middle in expected.items():
+        strategy = cls(DecodingOptions(extra=dict(decode_beta=1.0, decode_viterbi_beta=1.0)))
+        tokens, _, n, score = strategy.decode_graph(links, tok, torch.tensor([5]), PAD, framed=True)
+        assert as_lists(tokens, n) == [middle], cls.name
+    assert score.item() == pytest.approx(math.log(.30 * .80 * .5) / 3, abs=1e-5)
+    one = DAGJointViterbi(DecodingOptions()).decode_graph(links[:, :1, :1], tok[:, :1], torch.tensor([1]), PAD,
+                                                         framed=True)
+    assert one[2].tolist() == [0]
+
+
 def test_one_vertex_graph():
     links = torch.full((1, 1, 1), NEG)
     tok = torch.full((1, 1, V), -5.0)

@@ -17,14 +17,30 @@ class _Task:
         self.source_dictionary = self.target_dictionary = d
 
 
-def build_dat(upsample_scale=None, dropout=0.0, seed=0):
+def build_dat(upsample_scale=None, dropout=0.0, seed=0, frame=False):
     d = Dictionary()
     for w in "a b c d e f g h".split():
         d.add_symbol(w)
-    args = argparse.Namespace(dropout=dropout, upsample_scale=upsample_scale, max_source_positions=64)
+    args = argparse.Namespace(dropout=dropout, upsample_scale=upsample_scale, max_source_positions=64,
+                              dag_frame_target=frame)
     dat_tiny(args)
     torch.manual_seed(seed)
     return DATModel.build_model(args, _Task(d)), d
+
+
+# ---- targets ----------------------------------------------------------------
+def test_dag_target_is_the_content_or_the_framed_content():
+    pad, eos = 1, 2
+    target = torch.tensor([[5, 6, 7, eos], [8, eos, pad, pad]])
+    plain, _ = build_dat()
+    tokens, lengths, content = plain.dag_target(target)
+    assert tokens.tolist() == [[5, 6, 7], [8, pad, pad]] and lengths.tolist() == [3, 1]
+    assert content.tolist() == [[True, True, True], [True, False, False]]
+    framed, d = build_dat(frame=True)
+    bos = d.bos()
+    tokens, lengths, content = framed.dag_target(target)
+    assert tokens.tolist() == [[bos, 5, 6, 7, eos], [bos, 8, eos, pad, pad]] and lengths.tolist() == [5, 3]
+    assert content.tolist() == [[False, True, True, True, False], [False, True, False, False, False]]
 
 
 # ---- links ------------------------------------------------------------------
