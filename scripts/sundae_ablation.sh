@@ -21,7 +21,8 @@
 # update budget is immune to machine load), THREADS [1] torch threads per job,
 # RUN_DIR [runs/sundae_ablation], DATA_BIN [data-bin/quickstart],
 # DATA_RAW [data/quickstart/raw], SAMPLES [2] (n), LENGTH_BEAM [1], TEST_N [300],
-# TAU [0.5], RHO [0.3], SEED [1].
+# TAU [0.5], RHO [0.3], SEED [1], DEVICE [auto: the GPU when torch sees one, else
+# cpu; "cpu" forces the CPU].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -37,6 +38,12 @@ TEST_N=${TEST_N:-300}  # decode the first TEST_N test sentences (0 = all 1200)
 TAU=${TAU:-0.5}
 RHO=${RHO:-0.3}
 SEED=${SEED:-1}
+DEVICE=${DEVICE:-auto}
+if [ "$DEVICE" = auto ]; then
+  DEVICE=$("$PY" -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
+fi
+CPU_FLAG=()
+[ "$DEVICE" = gpu ] || CPU_FLAG=(--cpu)
 
 l12_updates() {
   grep -o "num_updates [0-9]*\|num_updates=[0-9]*" "$RUN_DIR/l12/train.log" | tail -n 1 | grep -o "[0-9]*$"
@@ -77,7 +84,7 @@ train_arm() {
     --max-source-positions 256 --max-target-positions 256 \
     "${budget[@]}" --save-dir "$dir/checkpoints" --no-epoch-checkpoints \
     --save-interval-updates 100000 --disable-validation --seed "$SEED" --num-workers 0 \
-    --log-format simple --log-interval 10 --cpu >>"$dir/train.log" 2>&1
+    --log-format simple --log-interval 10 "${CPU_FLAG[@]}" >>"$dir/train.log" 2>&1
 }
 
 test_bin() {
@@ -105,7 +112,7 @@ decode() {
   [ "$TEST_N" = 0 ] || raw="$RUN_DIR/test$TEST_N/raw.de"
   OMP_NUM_THREADS=$THREADS "$PY" -m fairseq_cli.generate "$bin" --user-dir nat_plugins \
     --task nat_translation --path "$dir/checkpoints/checkpoint_last.pt" --gen-subset test \
-    --batch-size 128 --required-batch-size-multiple 1 --remove-bpe --cpu \
+    --batch-size 128 --required-batch-size-multiple 1 --remove-bpe "${CPU_FLAG[@]}" \
     --decode-samples "$SAMPLES" --length-beam "$LENGTH_BEAM" --decode-seed "$SEED" "$@" \
     >"$dir/gen.$tag.out" 2>&1
   "$PY" scripts/score.py "$dir/gen.$tag.out" --raw-ref "$raw" --lang de --json >"$dir/score.$tag.json"
