@@ -9,13 +9,21 @@ from conftest import ROOT
 BIN = os.path.dirname(sys.executable)
 
 
+#: libstdc++'s message when a native thread is torn down un-joined. The stock-CMLM run aborted with it once
+#: in a clean-clone CI run on 2026-12-02 (no Python traceback; its last stderr line was the data loader's
+#: warning), and 3 of 3 reruns passed. The cause is not known.
+NATIVE_ABORT = "terminate called without an active exception"
+
+
 def hydra_train(tmp_path, name, body):
     (tmp_path / f"{name}.yaml").write_text("# @package _group_\n" + body)
-    return subprocess.run(
-        [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", str(tmp_path), "--config-name", name,
-         f"common.user_dir={os.path.join(ROOT, 'nat_plugins')}"],
-        capture_output=True, text=True, cwd=str(tmp_path),
-    )
+    command = [os.path.join(BIN, "fairseq-hydra-train"), "--config-dir", str(tmp_path), "--config-name", name,
+               f"common.user_dir={os.path.join(ROOT, 'nat_plugins')}"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=str(tmp_path))
+    if proc.returncode != 0 and NATIVE_ABORT in proc.stderr:
+        # One retry for that native abort only; any other failure, or the same abort twice, still fails.
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=str(tmp_path))
+    return proc
 
 
 COMMON = """common: {{cpu: true, log_interval: 5, seed: 1}}
