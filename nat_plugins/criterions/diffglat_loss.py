@@ -69,9 +69,9 @@ One training step (§3.3 "Training": one diffusion timestep per step):
    right, the gamma rule holds for every gamma, the intermediate targets become the
    model's own argmax, the transitions fit them at ~0 bits, and the last transition,
    which shares their parameters, went from 0.7 to 4-5 bits (validation 23.9 bits).
-   Capping the gamma set at 0.5 did not prevent it (10.7 bits).  With ``lambda = 1`` the last transition stayed at
-   0.7-0.9 bits and the validation loss kept falling (3.45 -> 2.50 bits over 500
-   updates; ``benchmarks/diffglat.md``, 2026-12-02).
+   Capping the gamma set at 0.5 did not prevent it (10.7 bits).  With ``lambda = 1``
+   the last transition stayed at 0.7-0.9 bits and the validation loss kept falling
+   (3.45 -> 2.50 bits over 500 updates; ``benchmarks/diffglat.md``, 2026-12-02).
 
 Size problems and non-finite sentences are handled as in ``dag_loss`` (skipped /
 zeroed and counted).  In validation (eval mode) the loss is the last transition's
@@ -283,10 +283,10 @@ class DiffGLATLoss(DAGLoss):
             match = target_match(pick(logits), pick(y_tilde))
             if alignment is not None:
                 match = self.glanced_emission(match, pick(y_tilde), pick(alignment), pick(glanced))
-            loss, n_finite = mean_finite_nll(match, pick(links), pick(graph_len), pick(tgt_len))
+            graph = (pick(links), pick(graph_len), pick(tgt_len))  # indexed once: links are [B, P, P]
+            loss, n_finite = mean_finite_nll(match, *graph)
             if kind == "modality" and self.anchor > 0:
-                anchor, _ = mean_finite_nll(target_match(pick(logits), pick(y0)), pick(links), pick(graph_len),
-                                            pick(tgt_len))
+                anchor, _ = mean_finite_nll(target_match(pick(logits), pick(y0)), *graph)
                 loss = loss + self.anchor * anchor
         else:
             n_finite = 0

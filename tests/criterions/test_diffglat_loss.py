@@ -33,6 +33,19 @@ def criterion(d, level=None, **kwargs):
     return crit
 
 
+def record_targets(monkeypatch):
+    """Record the target of every ``target_match`` call of the criterion (a list, in call order)."""
+    targets = []
+    real_match = loss_mod.target_match
+
+    def spy(logits, target):
+        targets.append(target.clone())
+        return real_match(logits, target)
+
+    monkeypatch.setattr(loss_mod, "target_match", spy)
+    return targets
+
+
 def spy_transitions(monkeypatch, model):
     """Record (k, input, output, grad enabled) of every transition."""
     calls = []
@@ -211,14 +224,7 @@ def test_modality_targets_after_warm_up_and_data_targets_before(monkeypatch):
         return out
 
     monkeypatch.setattr(crit, "modality_step", step)
-    matches = []
-    real_match = loss_mod.target_match
-
-    def spy_match(logits, target):
-        matches.append(target.clone())
-        return real_match(logits, target)
-
-    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    matches = record_targets(monkeypatch)
     sample = make_sample(d, PAIRS)
     y0 = sample["target"][:, :4].masked_fill(sample["target"][:, :4].eq(d.eos()), d.pad())
     model.set_num_updates(9)
@@ -245,21 +251,15 @@ def test_the_modality_anchor_adds_a_weighted_data_loss_at_intermediate_levels(mo
     sample = make_sample(d, PAIRS)
     y0 = sample["target"][:, :4].masked_fill(sample["target"][:, :4].eq(d.eos()), d.pad())
     calls = []
-    real_nll, real_match = loss_mod.mean_finite_nll, loss_mod.target_match
+    real_nll = loss_mod.mean_finite_nll
 
     def spy_nll(match, *args):
         out = real_nll(match, *args)
         calls.append(out[0].detach())
         return out
 
-    targets = []
-
-    def spy_match(logits, target):
-        targets.append(target.clone())
-        return real_match(logits, target)
-
     monkeypatch.setattr(loss_mod, "mean_finite_nll", spy_nll)
-    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    targets = record_targets(monkeypatch)
     for level, process, warmup, applies in ((2, "modality", 0, True), (1, "modality", 0, False),
                                             (2, "modality", 5, False), (2, "absorbing", 0, False)):
         calls.clear()
@@ -282,14 +282,7 @@ def test_the_modality_anchor_adds_a_weighted_data_loss_at_intermediate_levels(mo
 def test_framed_targets_keep_their_frame_at_every_level(monkeypatch, process):
     model, d = build_diffglat(upsample_scale="4", dag_frame_target=True)
     model.train()
-    targets = []
-    real_match = loss_mod.target_match
-
-    def spy_match(logits, target):
-        targets.append(target.clone())
-        return real_match(logits, target)
-
-    monkeypatch.setattr(loss_mod, "target_match", spy_match)
+    targets = record_targets(monkeypatch)
     sample = make_sample(d, PAIRS)
     lengths = torch.tensor([len(t.split()) for _, t in PAIRS])
     crit = criterion(d, level=model.num_transitions(), diffusion_process=process, glance_alpha="0.5")
