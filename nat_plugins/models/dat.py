@@ -1,11 +1,8 @@
 """Directed Acyclic Transformer (Huang et al., ICML 2022, "Directed Acyclic Transformer for
 Non-Autoregressive Machine Translation").
 
-The decoder runs on a graph of ``P_b = round(lambda * |x_b|)`` vertices
-(§2.1; ``|x_b|`` counts real source tokens, without ``<eos>``; ``--upsample-scale``,
-default 8).  Its inputs are position-only: every vertex is ``<unk>`` plus its
-position embedding, except vertices glanced during training
-(:mod:`nat_plugins.modules.glancing`).  Per vertex the model gives
+The decoder runs on a graph of ``P_b`` vertices (§2.1, ``--upsample-scale`` lambda,
+default 8).  Per vertex the model gives
 
 * a token distribution ``log P(y | v_j)`` (the usual output layer, ``[B, P, V]``);
 * transition log-probabilities to every later vertex, ``links [B, P, P]``
@@ -17,28 +14,46 @@ over paths with :func:`nat_plugins.ops.dag_log_likelihood`, decoding
 predictor: :meth:`DATModel.predict_lengths` returns the graph size ``P_b`` and
 the strategies decide the length.
 
+The reference recipe (DA-Transformer's released code; REFERENCE §9) and ours
+--------------------------------------------------------------------------------
+The paper leaves three details to its code.  New trainings follow the code; a
+checkpoint whose saved arguments lack an attribute was trained before it existed
+and keeps its old ("legacy") behaviour, so it decodes exactly as before.  The new
+values are argparse defaults of ``fairseq-train`` (never filled in by the arch
+functions, which fairseq also runs when it loads a checkpoint).
+
+* ``--dag-frame-target`` (default on; legacy off): paths emit ``<s> y </s>``, as
+  the reference task prepends ``<s>`` to every target.  The first vertex of every
+  path emits ``<s>``, the last ``</s>``; decoding drops both
+  (:meth:`DATModel.dag_target`, :class:`~nat_plugins.decoding.dag_decoding.DAGStrategy`).
+  Without it the two vertices every path shares carry the first and last content
+  tokens, so a multimodal first or last token cannot follow the path's modality.
+* ``--dag-graph-size source+eos`` (default; legacy ``source``): ``P_b =
+  int(lambda * (|x_b| + 1))`` counts the source's ``</s>`` and truncates, as the
+  reference does; legacy is ``round(lambda * |x_b|)`` over real tokens only.  The
+  difference matters when a graph must hold several separate modality paths: 4
+  paths of 32 tokens plus the shared frame need 4*32+2 = 130 vertices, which
+  ``round(4*32)`` = 128 cannot hold and ``int(4*33)`` = 132 can.
+* ``--dag-canvas framed`` (default; legacy ``unk``): decoder inputs are ``<s> <unk>
+  ... <unk> </s>`` (the reference's), not ``<unk>`` everywhere; positions are added
+  to every vertex either way.  There is no soft copy of the source embeddings.
+* The ``dat_*`` and ``diffglat_*`` archs use learned decoder positions
+  (``--decoder-learned-pos``), as the reference recipe does.  Checkpoints saved
+  before this change stored ``decoder_learned_pos=False`` and keep it.
+
 ``--upsample-scale`` accepts a range ``A~B``: each training batch samples
 ``lambda ~ U[A, B]`` once; evaluation and decoding use ``--decode-upsample-scale``
 (default ``B``), which must lie in ``[A, B]`` (a fixed scale must be matched).
 
-``--dag-frame-target`` (off by default) trains the graph on ``<s> y </s>``, as
-DA-Transformer does (its ``translation_lev``-style task prepends ``<s>`` to every
-target): the first vertex of every path emits ``<s>``, the last ``</s>``, and
-decoding drops both (:meth:`DATModel.dag_target`,
-:class:`~nat_plugins.decoding.dag_decoding.DAGStrategy`).  Without it the two
-vertices every path shares carry the first and last content tokens, so a
-multimodal first or last token cannot follow the path's choice of modality.  A
-graph then needs ``P_b >= |y| + 2``.  Off by default because checkpoints trained
-without it would decode wrongly with it.
-
 Graph capacity: the decoder positions and the link-position table hold
-``ceil(B * max_source_positions)`` vertices, so every source the model accepts
-fits its graph.
+``ceil(B * max_source_positions)`` vertices.  ``|x| + 1 <= max_source_positions``
+(the source ``</s>`` is a position), so every source the model accepts fits.
 
 Simplifications (named): full ``[B, P, P]`` links, no banded max transition
-length; decoder inputs are ``<unk>`` + positions (no soft-copied source
-embeddings).
+length; no soft-copied source embeddings; no BERT-style initialisation
+(the reference recipe's ``--apply-bert-init``).
 """
+import argparse
 import copy
 import math
 
@@ -50,6 +65,22 @@ from ..modules.dag_links import DAGLinks
 from ..modules.nat_base import SMALL_SIZE, TINY_SIZE, NATModelBase, nat_base_architecture
 
 __all__ = ["DATModel", "parse_upsample_scale"]
+
+
+#: ``--dag-graph-size`` values; the first is the reference recipe's.
+GRAPH_SIZE_RULES = ("source+eos", "source")
+#: ``--dag-canvas`` values; the first is the reference recipe's.
+CANVAS_STYLES = ("framed", "unk")
+
+
+def _on_off(text):
+    """argparse type of an on/off flag: ``on|off|true|false|1|0|yes|no``."""
+    value = str(text).strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
 def parse_upsample_scale(spec):
@@ -77,7 +108,10 @@ class DATModel(NATModelBase):
         self.decode_upsample_scale = self.upsample_range[1]
         #: set every update by fairseq (FairseqTask.train_step) and on checkpoint load
         self.num_updates = 0
+        # A missing attribute means a checkpoint saved before the option existed: legacy behaviour.
         self.frame_target = bool(getattr(args, "dag_frame_target", False))
+        self.graph_size_rule = getattr(args, "dag_graph_size", None) or "source"
+        self.canvas_style = getattr(args, "dag_canvas", None) or "unk"
 
     # ---- construction ---------------------------------------------------
     @staticmethod
@@ -87,9 +121,16 @@ class DATModel(NATModelBase):
                             help="graph size P = L * source length; a range A~B samples L per training batch")
         parser.add_argument("--dag-link-heads", type=int, metavar="H",
                             help="heads of the link (transition) projections (default: decoder heads)")
-        parser.add_argument("--dag-frame-target", action="store_true",
+        parser.add_argument("--dag-frame-target", type=_on_off, nargs="?", const=True, default=True,
+                            metavar="on|off",
                             help="paths emit <s> y </s> (DA-Transformer's targets): the shared first and last "
-                                 "vertices carry the frame, not content")
+                                 "vertices carry the frame, not content (default: on; 'off' trains on y alone)")
+        parser.add_argument("--dag-graph-size", choices=GRAPH_SIZE_RULES, default="source+eos",
+                            help="graph size: 'source+eos' = int(L * (|x|+1)) as DA-Transformer's code (default); "
+                                 "'source' = round(L * |x|), the rule of checkpoints trained before this option")
+        parser.add_argument("--dag-canvas", choices=CANVAS_STYLES, default="framed",
+                            help="decoder inputs: 'framed' = <s> <unk>... </s> as DA-Transformer's code (default); "
+                                 "'unk' = <unk> at every vertex, the input of checkpoints trained before this option")
 
     @classmethod
     def build_length_predictor(cls, args):
@@ -142,14 +183,31 @@ class DATModel(NATModelBase):
         return lo + (hi - lo) * float(torch.rand(())) if hi > lo else hi
 
     def graph_lengths(self, src_tokens, scale):
-        """``[B]`` long graph sizes ``round(scale * |x_b|)`` (0 for an empty source)."""
-        return torch.round(self.source_lengths(src_tokens).double() * scale).long()
+        """``[B]`` long graph sizes ``P_b`` for ``src_tokens [B, S]``.
+
+        ``int(scale * (|x_b| + 1))`` (``--dag-graph-size source+eos``, the reference's:
+        the source ``</s>`` counts, and the product is truncated) or ``round(scale * |x_b|)``
+        (legacy ``source``); ``|x_b|`` counts real source tokens.  An empty source gets 0
+        under the legacy rule.
+        """
+        n = self.source_lengths(src_tokens).double()
+        if self.graph_size_rule == "source+eos":
+            # a small epsilon keeps e.g. 4.0 * 33 from truncating to 131 through rounding error
+            return torch.floor((n + 1) * scale + 1e-9).long()
+        return torch.round(n * scale).long()
 
     def graph_canvas(self, graph_lengths):
-        """Position-only decoder input: ``[B, max(P_b, 1)]`` ``<unk>``, ``<pad>`` beyond ``P_b``."""
+        """Position-only decoder input ``[B, max(P_b, 1)]``, ``<pad>`` beyond ``P_b``.
+
+        ``<s> <unk> ... <unk> </s>`` (``--dag-canvas framed``; a 1-vertex graph holds
+        ``<s>`` only) or ``<unk>`` everywhere (legacy ``unk``).
+        """
         width = max(int(graph_lengths.max()), 1) if graph_lengths.numel() else 1
         positions = torch.arange(width, device=graph_lengths.device)[None, :]
         canvas = torch.full((graph_lengths.numel(), width), self.unk, dtype=torch.long, device=graph_lengths.device)
+        if self.canvas_style == "framed":
+            last = (graph_lengths - 1).clamp(min=0)[:, None]
+            canvas = canvas.masked_fill(positions == last, self.eos).masked_fill(positions == 0, self.bos)
         return canvas.masked_fill(positions >= graph_lengths[:, None], self.pad)
 
     def dag_forward(self, encoder_out, canvas):
@@ -210,7 +268,9 @@ def graph_capacity(args):
 
 
 def _dat_defaults(args, upsample_scale="8", **sizes):
-    nat_base_architecture(args, upsample_scale=upsample_scale, **sizes)
+    # decoder_learned_pos: the reference recipe's; nat_base_architecture saves the value in every
+    # checkpoint, so checkpoints trained with sinusoidal positions keep them.
+    nat_base_architecture(args, upsample_scale=upsample_scale, decoder_learned_pos=True, **sizes)
     if getattr(args, "dag_link_heads", None) is None:
         args.dag_link_heads = args.decoder_attention_heads
 
