@@ -1,0 +1,155 @@
+"""Lexically constrained joint-Viterbi over a DA-Transformer graph (ours; PyTorch reference).
+
+Joint-Viterbi (Shao et al. 2022) picks the path ``a`` (vertex 0 to ``P_b - 1``)
+maximising ``(sum links + sum_i s(a_i)) / norm(|a|)^beta`` where ``s(v)`` is the
+score of the token vertex ``v`` emits.  Here the user also gives ordered
+constraint phrases (fairseq's ``--constraints ordered``); concatenated they are
+the tokens ``c_0 .. c_{C-1}``.  Every vertex on the path either emits its free
+token (score ``token_logprobs[v]``, the most probable one) or the next
+constraint token ``c_k`` (score ``constraint_logprobs[k, v] = log P(c_k | v)``),
+and the tokens of one phrase sit on consecutive path vertices.  The search is
+exact: a DP over (path length ``n``, progress ``k``, vertex ``j``),
+
+    delta_n[k, j] = max( max_i delta_{n-1}[k, i]     + links[i, j] + s_free(j)   if k is a phrase boundary,
+                         max_i delta_{n-1}[k - 1, i] + links[i, j] + log P(c_{k-1} | v_j) )
+
+where a phrase boundary is ``k = 0`` or ``c_{k-1}`` ending a phrase: inside a
+phrase no free token may interrupt it.  Paths must end with ``k = C``; the
+length is chosen at the end with the same normalisation as unconstrained
+joint-Viterbi (:func:`nat_plugins.ops.dag_viterbi_torch.dag_viterbi_torch`).
+Cost ``O(L * (C + 1) * P^2)`` per sentence, memory ``B * L * (C + 1) * P``.
+
+A sentence whose constraints cannot be placed (more constraint tokens than
+vertices, or only ``-inf`` paths) gets length 0 and score ``-inf``; the caller
+decides what to do (the DAG strategy falls back to the unconstrained path).
+"""
+from typing import Optional, Tuple
+
+import torch
+
+from .dag_checks import check_viterbi_inputs
+from .dag_common_torch import acc_dtype, masked_links
+from .dag_maxplus_torch import MaxPlus
+
+__all__ = ["dag_constrained_viterbi"]
+
+_NEG_INF = float("-inf")
+
+
+def _check_constraints(constraint_logprobs, phrase_end, constraint_length, B, P, device):
+    if constraint_logprobs.dim() != 3 or constraint_logprobs.shape[0] != B or constraint_logprobs.shape[2] != P:
+        raise ValueError(f"constraint_logprobs must have shape [B, C, P] = [{B}, C, {P}], "
+                         f"got {list(constraint_logprobs.shape)}")
+    C = constraint_logprobs.shape[1]
+    if tuple(phrase_end.shape) != (B, C) or phrase_end.dtype != torch.bool:
+        raise ValueError(f"phrase_end must be a bool tensor [B, C] = [{B}, {C}], got {phrase_end.dtype} "
+                         f"{list(phrase_end.shape)}")
+    if constraint_logprobs.device != device or phrase_end.device != device:
+        raise ValueError("constraint tensors must be on the links' device")
+    C_len = constraint_length.detach().to("cpu", torch.long)
+    if C_len.shape != (B,) or bool((C_len < 0).any()) or bool((C_len > C).any()):
+        raise ValueError(f"constraint_length must be [B] ints in [0, C={C}], got {constraint_length.tolist()}")
+    return C_len
+
+
+@torch.no_grad()
+def dag_constrained_viterbi(
+    links: torch.Tensor,
+    token_logprobs: Optional[torch.Tensor],
+    constraint_logprobs: torch.Tensor,
+    phrase_end: torch.Tensor,
+    constraint_length: torch.Tensor,
+    output_length: torch.Tensor,
+    beta: float = 1.0,
+    max_length=None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best joint-Viterbi path that emits every constraint phrase, in order.
+
+    Args:
+        links: ``[B, P, P]`` log P(v_j | v_i), read for ``i < j < P_b``.
+        token_logprobs: ``[B, P]`` score of a vertex's free token, or None (zeros).
+        constraint_logprobs: ``[B, C, P]`` ``log P(c_k | v_j)`` of the ``k``-th constraint token;
+            read for ``k < C_b``.  ``-inf`` forbids a vertex (e.g. the frame vertices).
+        phrase_end: ``[B, C]`` bool, ``c_k`` is the last token of its phrase (true at ``C_b - 1``).
+        constraint_length: ``[B]`` ``C_b`` (0: plain joint-Viterbi).
+        output_length: ``[B]`` ``P_b``.
+        beta: length exponent, as for :func:`nat_plugins.ops.dag_viterbi`.
+        max_length: None, int or ``[B]``: most vertices a path may have (default ``P_b``).
+
+    Returns:
+        ``(vertices [B, L] long, emits [B, L] long, lengths [B] long, scores [B])``:
+        the path (``-1`` padded); per path vertex the index ``k`` of the constraint token
+        it emits or ``-1`` for its free token; the path length (0 when infeasible);
+        the normalised score (``-inf`` when infeasible), in ``links.dtype``.
+    """
+    P_len, M_len = check_viterbi_inputs(links, token_logprobs, output_length, max_length, beta)
+    B, P, _ = links.shape
+    dev = links.device
+    C_len = _check_constraints(constraint_logprobs, phrase_end, constraint_length, B, P, dev)
+    C = constraint_logprobs.shape[1]
+    C1 = C + 1
+    dt = acc_dtype(links.dtype)
+    P_dev, C_dev = P_len.to(dev), C_len.to(dev)
+
+    j = torch.arange(P, device=dev)
+    valid = j[None, :] < P_dev[:, None]  # [B, P]
+    tok = torch.zeros((B, P), dtype=dt, device=dev) if token_logprobs is None else token_logprobs.to(dt)
+    tok = tok.masked_fill(~valid, _NEG_INF)
+    con_ok = (torch.arange(C, device=dev)[None, :] < C_dev[:, None])[:, :, None] & valid[:, None, :]
+    con = constraint_logprobs.to(dt).masked_fill(~con_ok, _NEG_INF)  # [B, C, P]
+    # free[:, k]: free emission while at progress k (only at phrase boundaries);
+    # enter[:, k]: emit c_{k-1} and move from progress k - 1 to k.
+    boundary = torch.cat([torch.ones((B, 1), dtype=torch.bool, device=dev), phrase_end], 1)  # [B, C1]
+    free = tok[:, None, :].expand(B, C1, P).masked_fill(~boundary[:, :, None], _NEG_INF)
+    enter = torch.cat([torch.full((B, 1, P), _NEG_INF, dtype=dt, device=dev), con], 1)
+
+    # One max-plus workspace over B * C1 rows: progress k of sentence b is row b * C1 + k.
+    mp = MaxPlus(masked_links(links, P_dev, dt).repeat_interleave(C1, 0))
+    Lmax, Pmax = int(M_len.max()), int(P_len.max())
+    delta = torch.full((B, Lmax, C1, P), _NEG_INF, dtype=dt, device=dev)
+    delta[:, 0, 0, 0] = free[:, 0, 0]  # a path starts at vertex 0 with progress 0 or 1
+    if C1 > 1:
+        delta[:, 0, 1, 0] = enter[:, 1, 0]
+    arrive = torch.empty((B * C1, P), dtype=dt, device=dev)
+    for n in range(1, Lmax):
+        arrive.fill_(_NEG_INF)
+        mp.step(delta[:, n - 1].reshape(B * C1, P), arrive, n - 1, Pmax - 1, n, Pmax)
+        a = arrive.view(B, C1, P)
+        shifted = torch.cat([torch.full_like(a[:, :1], _NEG_INF), a[:, :-1]], 1)
+        delta[:, n] = torch.maximum(a + free, shifted + enter)
+
+    rows = torch.arange(B, device=dev)
+    ends = delta[rows, :, C_dev, P_dev - 1]  # [B, Lmax]: best raw score per path length
+    n_vertices = torch.arange(1, Lmax + 1, device=dev, dtype=dt)
+    norm = ends / n_vertices.pow(float(beta))
+    norm = norm.masked_fill(n_vertices[None, :] > M_len.to(dev)[:, None], _NEG_INF)
+    scores, best_n = norm.max(dim=1)
+    found = torch.isfinite(scores)
+    lengths = torch.where(found, best_n + 1, torch.zeros_like(best_n))
+
+    L_out = max(1, int(lengths.max()))
+    verts = torch.full((B, L_out + 1), -1, dtype=torch.long, device=dev)
+    emits = torch.full((B, L_out + 1), -1, dtype=torch.long, device=dev)
+    v, k = P_dev - 1, C_dev.clone()
+    Lt = mp.Lt.view(B, C1, P, P)[:, 0]  # [B, j, i]
+    for n in range(L_out - 1, -1, -1):
+        active = found & (n <= best_n)
+        slot = torch.where(active, torch.full_like(v, n), torch.full_like(v, L_out))
+        # Which move reached (n, k, v): the free emission or entering from k - 1?
+        if n > 0:
+            into_v = Lt[rows, v]  # [B, P] links i -> v
+            stay = delta[rows, n - 1, k] + into_v
+            came = delta[rows, n - 1, (k - 1).clamp(min=0)] + into_v
+            stay_best, stay_arg = stay.max(1)
+            came_best, came_arg = came.max(1)
+            s_free = stay_best + free[rows, k, v]
+            s_enter = torch.where(k > 0, came_best + enter[rows, k, v], torch.full_like(came_best, _NEG_INF))
+            entered = s_enter > s_free
+        else:
+            entered = k > 0  # vertex 0 itself emitted c_0
+        verts[rows, slot] = torch.where(active, v, -1)
+        emits[rows, slot] = torch.where(active & entered, k - 1, -1)
+        if n > 0:
+            v = torch.where(active, torch.where(entered, came_arg, stay_arg), v)
+            k = torch.where(active & entered, k - 1, k)
+    return verts[:, :L_out], emits[:, :L_out], lengths, scores.to(links.dtype)
