@@ -32,6 +32,7 @@ import torch
 
 from ..modules.dag_links import valid_link_mask
 from ..ops import dag_viterbi
+from .dag_constraints import constrained_decode_graph
 from .strategy import CanvasState, DecodingStrategy, register_strategy
 
 __all__ = [
@@ -114,7 +115,10 @@ class DAGStrategy(DecodingStrategy):
         value = self.options.extra.get(name)
         return default if value is None else value
 
-    def initialize(self, model, encoder_out, lengths, generator=None):
+    def viterbi_beta(self):
+        return float(self._extra("decode_viterbi_beta", 1.0))
+
+    def initialize(self, model, encoder_out, lengths, generator=None, constraints=None):
         n = max(1, self.options.samples)
         if n > 1 and lengths.numel() % n == 0:
             # Rows b*n .. b*n+n-1 are copies of one source (generator layout, k = 1):
@@ -126,8 +130,13 @@ class DAGStrategy(DecodingStrategy):
             token_lp, links = model.dag_graph(encoder_out, lengths)
         banned = sorted({model.pad, model.bos, model.eos})
         token_lp[..., banned] = float("-inf")
+        framed = getattr(model, "frame_target", False)
+        if constraints is not None:  # --constraints (ours): see decoding/dag_constraints.py
+            tokens, scores, out_len, score, failed = constrained_decode_graph(
+                self, links, token_lp, lengths, model.pad, framed, constraints, self.viterbi_beta())
+            return CanvasState(tokens, scores, out_len, extra={"score": score, "constraints_failed": failed})
         tokens, scores, out_len, score = self.decode_graph(links, token_lp, lengths, model.pad, generator,
-                                                           framed=getattr(model, "frame_target", False))
+                                                           framed=framed)
         return CanvasState(tokens, scores, out_len, extra={"score": score})
 
     def finalize(self, model, encoder_out, state):
@@ -207,6 +216,8 @@ class DAGJointViterbi(DAGStrategy):
 
     name = "dag_joint_viterbi"
     joint_score = True
+    #: accepts fairseq's ``--constraints`` (ordered phrases), via decoding/dag_constraints.py
+    accepts_constraints = True
 
     def search(self, links, best_lp, lengths, generator=None):
         beta = float(self._extra("decode_viterbi_beta", 1.0))

@@ -11,10 +11,14 @@ length candidates are the top-k predicted lengths, not ``argmax ± k/2``;
 candidate selection stays on the tensors' device (no ``np.argmax`` on CUDA);
 AR reranking uses dict encoder outputs; empty sources give empty output.
 """
+import logging
+
 import torch
 
 from ..errors import NATUserError
 from .reranking import ar_candidate_scores
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["NATGenerator"]
 
@@ -48,8 +52,9 @@ class NATGenerator:
         """Translate ``sample["net_input"]``; returns, per sentence, a list of
         hypothesis dicts (best first) with ``tokens`` (ending in ``<eos>``),
         ``positional_scores``, ``score``, ``steps`` and ``history``."""
-        if prefix_tokens is not None or constraints is not None:
-            raise NATUserError("NAT decoding supports neither --prefix-size nor constraints")
+        if prefix_tokens is not None:
+            raise NATUserError("NAT decoding does not support --prefix-size")
+        phrases = self._constraint_phrases(constraints)
         model = models[0]
         reranker = None
         if self.ar_rerank:
@@ -83,7 +88,11 @@ class NATGenerator:
         encoder_out = model.encoder.reorder_encoder_out(encoder_out, expand)
         cand_lengths = lengths.repeat_interleave(n, dim=1).reshape(-1)
 
-        tokens, scores, out_lengths, score, steps, history = self._run(model, encoder_out, cand_lengths, rng)
+        controls = {}
+        if phrases is not None:  # one copy of the source's phrases per candidate row
+            controls["constraints"] = [phrases[r] for r in rows.tolist() for _ in range(k * n)]
+        tokens, scores, out_lengths, score, steps, history, failed = self._run(
+            model, encoder_out, cand_lengths, rng, controls)
 
         if reranker is not None:
             score = ar_candidate_scores(
@@ -91,6 +100,11 @@ class NATGenerator:
             )
         score = score.view(-1, k * n)
         order = score.argsort(dim=1, descending=True)
+        if failed is not None:
+            # Candidates that could not place the constraints rank after those that could.
+            failed = failed.view(-1, k * n)
+            order = order.gather(1, failed.gather(1, order).long().argsort(dim=1, stable=True))
+            self._warn_unplaced(sample, rows, phrases, failed)
         for i, row in enumerate(rows.tolist()):
             hypos = []
             for c in order[i].tolist():
@@ -101,9 +115,29 @@ class NATGenerator:
         return results
 
     # internals ------------------------------------------------------------
-    def _run(self, model, encoder_out, lengths, rng):
+    def _constraint_phrases(self, constraints):
+        """fairseq's packed ``--constraints`` ``[B, *]`` -> per source a list of phrases (token id lists)."""
+        if constraints is None:
+            return None
+        if not getattr(self.strategy, "accepts_constraints", False):
+            raise NATUserError(f"--constraints needs a DA-Transformer or DiffGLAT model decoded with "
+                               f"dag_joint_viterbi (the decoding strategy is {self.strategy.name})")
+        from fairseq.token_generation_constraints import unpack_constraints
+
+        return [[p.tolist() for p in unpack_constraints(row.cpu())] for row in constraints]
+
+    def _warn_unplaced(self, sample, rows, phrases, failed):
+        ids = sample.get("id")
+        for i, row in enumerate(rows.tolist()):
+            if bool(failed[i].all()) and phrases[row]:
+                name = int(ids[row]) if ids is not None else row
+                shown = " | ".join(self.tgt_dict.string(torch.tensor(p)) for p in phrases[row])
+                logger.warning(f"nat_plugins: sentence {name}: the constraints ({shown}) do not fit its graph; "
+                               "giving the unconstrained translation")
+
+    def _run(self, model, encoder_out, lengths, rng, controls=None):
         strategy = self.strategy
-        state = strategy.initialize(model, encoder_out, lengths, generator=rng)
+        state = strategy.initialize(model, encoder_out, lengths, generator=rng, **(controls or {}))
         history = [state.tokens.clone()] if self.retain_history else None
         num_steps = strategy.num_steps()
         steps = lengths.new_zeros(lengths.shape)
@@ -122,7 +156,7 @@ class NATGenerator:
             if history is not None:
                 history.append(state.tokens.clone())
         tokens, scores, out_lengths, score = strategy.finalize(model, encoder_out, state)
-        return tokens, scores, out_lengths, score, steps, history
+        return tokens, scores, out_lengths, score, steps, history, state.extra.get("constraints_failed")
 
     def _empty_hypo(self, like):
         return {

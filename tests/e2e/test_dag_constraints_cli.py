@@ -1,0 +1,70 @@
+"""fairseq-interactive --constraints on a DA-Transformer: every feasible phrase appears, in order."""
+import logging
+import os
+
+import pytest
+
+from conftest import hypotheses, run_train, train_args
+from interactive_cli import interactive_args, run_interactive
+from nat_plugins.errors import NATUserError
+import tiny_data
+
+# (source, [phrases]) from the test split's references: word-for-word w -> W
+CASES = [
+    ("w1 w2 w3 w4", ["W2 W3"]),
+    ("w5 w6 w7 w8 w9", ["W9", "W5"]),           # out of the reference order: still forced in this order
+    ("w10 w11 w12", ["W12", "W11", "W10"]),
+    ("w3 w3 w4", ["W3 W3"]),                     # a phrase with a repeat survives the merge
+    ("w13 w14 w15 w16", []),                     # no constraint on this line
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_dat(tiny_bin, tmp_path_factory):
+    save = str(tmp_path_factory.mktemp("dat_constraints_ckpt"))
+    run_train(train_args(tiny_bin, save, arch="dat_tiny", criterion="dag_loss", max_update=20,
+                         extra=("--upsample-scale", "3",)))
+    return os.path.join(save, "checkpoint_last.pt")
+
+
+def _contains_in_order(hyp, phrases):
+    words, at = hyp.split(), 0
+    for phrase in phrases:
+        p = phrase.split()
+        while at + len(p) <= len(words) and words[at:at + len(p)] != p:
+            at += 1
+        if at + len(p) > len(words):
+            return False
+        at += len(p)
+    return True
+
+
+def test_interactive_constraints_are_met(tiny_bin, tiny_dat, tmp_path, capsys):
+    lines = ["\t".join([src, *phrases]) for src, phrases in CASES]
+    out = run_interactive(interactive_args(tiny_bin, tiny_dat, "--constraints"), lines, tmp_path, capsys)
+    hyps = hypotheses(out)
+    assert sorted(hyps) == list(range(len(CASES)))
+    for i, (_, phrases) in enumerate(CASES):
+        assert _contains_in_order(hyps[i], phrases), (phrases, hyps[i])
+    assert out.count("C-1\t") == 2  # fairseq prints the constraints it read
+
+
+def test_unplaceable_constraints_warn_and_give_the_free_translation(tiny_bin, tiny_dat, tmp_path, capsys, caplog):
+    long = " ".join(["W1"] * 30)  # 30 tokens cannot fit a graph of 3 x 2 vertices
+    with caplog.at_level(logging.WARNING):
+        out = run_interactive(interactive_args(tiny_bin, tiny_dat, "--constraints"), [f"w1 w2\t{long}"],
+                              tmp_path, capsys)
+    free = hypotheses(run_interactive(interactive_args(tiny_bin, tiny_dat), ["w1 w2"], tmp_path, capsys))
+    assert hypotheses(out) == free
+    assert "do not fit its graph" in caplog.text and "sentence 0" in caplog.text
+
+
+def test_constraints_need_a_dag_model_and_ordered_mode(tiny_bin, tiny_dat, tiny_cmlm, tmp_path, capsys):
+    with pytest.raises(NATUserError, match="ordered"):
+        run_interactive(interactive_args(tiny_bin, tiny_dat, "--constraints", "unordered"), ["w1\tW1"],
+                        tmp_path, capsys)
+    with pytest.raises(NATUserError, match="dag_joint_viterbi"):
+        run_interactive(interactive_args(tiny_bin, tiny_dat, "--constraints", "--decoding-strategy", "dag_greedy"),
+                        ["w1\tW1"], tmp_path, capsys)
+    with pytest.raises(NATUserError, match="dag_joint_viterbi"):
+        run_interactive(interactive_args(tiny_bin, tiny_cmlm, "--constraints"), ["w1\tW1"], tmp_path, capsys)
