@@ -26,6 +26,7 @@ if HAS_FAIRSEQ:
     from .tasks import nat_translation  # noqa: E402,F401
     from .models import cmlm  # noqa: E402,F401
     from .criterions import cmlm_loss  # noqa: E402,F401
+    from .criterions import pml_loss  # noqa: E402,F401
     from .models import sundae  # noqa: E402,F401
     from .criterions import sundae_loss  # noqa: E402,F401
     from .models import dat  # noqa: E402,F401

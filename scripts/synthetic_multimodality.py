@@ -26,9 +26,17 @@ Subcommands:
   the same settings does nothing.
 * ``evaluate``: scores ``fairseq-generate`` output (or ``--hyp FILE``)
   against the four candidate targets of each test source.
-* ``report``: collects the ``evaluate`` results of the benchmark's systems
-  (scripts/synthetic_benchmark.sh) into a Markdown table beside the paper's
-  numbers, plus a JSON file.
+
+The reproduction suite (``scripts/reproduce.py``, ``make reproduce``) drives
+both and writes the report.
+
+Our extensions, for controlled experiments (the paper always uses four):
+
+* ``--modalities K`` uses only the first K modalities of Table 1 (the ``easy``
+  preset uses I and II); evaluation then compares with those K candidates only.
+* ``{split}.merged`` holds each pair's target with modalities merged as
+  progressive modality learning trains its middle layer (Appendix A: I -> II,
+  III -> IV), for the ``pml_loss`` criterion.
 
 Choices (the paper does not say):
 
@@ -97,17 +105,25 @@ def modality_target(source, modality, num_tokens):
     return [x + (odd if i % 2 == 0 else even) * num_tokens for i, x in enumerate(source)]
 
 
-def candidate_targets(source, num_tokens):
-    """The four possible targets of ``source``, in the order I, II, III, IV."""
-    return [modality_target(source, m, num_tokens) for m in MODALITIES]
+#: Progressive modality learning's merge (Appendix A): the middle layer learns II and IV only.
+MERGED_MODALITY = {"I": "II", "II": "II", "III": "IV", "IV": "IV"}
 
 
-def make_pairs(count, length, num_tokens, rng):
-    """``count`` pairs ``(source, modality, target)``; ``rng`` is a ``random.Random``."""
+def candidate_targets(source, num_tokens, modalities=4):
+    """The possible targets of ``source``: the first ``modalities`` of I, II, III, IV, in that order."""
+    return [modality_target(source, m, num_tokens) for m in MODALITIES[:modalities]]
+
+
+def make_pairs(count, length, num_tokens, rng, modalities=4):
+    """``count`` pairs ``(source, modality, target)``; ``rng`` is a ``random.Random``.
+
+    The modality is uniform over the first ``modalities`` of Table 1.  With 4 the
+    random stream is the one of earlier versions, so existing data sets are unchanged.
+    """
     pairs = []
     for _ in range(count):
         source = [rng.randint(1, num_tokens) for _ in range(length)]
-        modality = MODALITIES[rng.randrange(len(MODALITIES))]
+        modality = MODALITIES[rng.randrange(modalities)]
         pairs.append((source, modality, modality_target(source, modality, num_tokens)))
     return pairs
 
@@ -128,15 +144,18 @@ def _join(tokens):
     return " ".join(str(t) for t in tokens)
 
 
-def write_raw(raw_dir, sizes, length, num_tokens, seed):
+def write_raw(raw_dir, sizes, length, num_tokens, seed, modalities=4):
     """Write the raw splits and ``dict.txt`` (the caller writes ``meta.json`` after them: it marks completion)."""
     os.makedirs(raw_dir, exist_ok=True)
     counts = [0] * (5 * num_tokens + 1)
     for split in SPLITS:
-        pairs = make_pairs(sizes[split], length, num_tokens, split_rng(seed, split))
+        pairs = make_pairs(sizes[split], length, num_tokens, split_rng(seed, split), modalities)
         prepare_data.write_lines_atomically(os.path.join(raw_dir, f"{split}.{SRC}"), [_join(s) for s, _, _ in pairs])
         prepare_data.write_lines_atomically(os.path.join(raw_dir, f"{split}.{TGT}"), [_join(t) for _, _, t in pairs])
         prepare_data.write_lines_atomically(os.path.join(raw_dir, f"{split}.modality"), [m for _, m, _ in pairs])
+        prepare_data.write_lines_atomically(
+            os.path.join(raw_dir, f"{split}.merged"),
+            [_join(modality_target(s, MERGED_MODALITY[m], num_tokens)) for s, m, _ in pairs])
         if split == "train":
             for source, _, target in pairs:
                 for token in source + target:
@@ -161,6 +180,8 @@ def load_meta(raw_dir):
 def make_data(args):
     if args.num_tokens < 1 or args.length < 1:
         raise NATUserError("--num-tokens and --length must be positive")
+    if not 1 <= args.modalities <= len(MODALITIES):
+        raise NATUserError(f"--modalities must be 1..{len(MODALITIES)}, got {args.modalities}")
     if args.scale <= 0 or min(args.train, args.valid, args.test) < 1:
         raise NATUserError("--scale and the split sizes must be positive")
     sizes = split_sizes(args.train, args.valid, args.test, args.scale)
@@ -168,7 +189,10 @@ def make_data(args):
         "format_version": FORMAT_VERSION, "num_tokens": args.num_tokens, "length": args.length,
         "seed": args.seed, "sizes": sizes, "languages": [SRC, TGT],
     }
-    raw_files = [os.path.join(args.raw_dir, f"{split}.{ext}") for split in SPLITS for ext in (SRC, TGT, "modality")]
+    if args.modalities != len(MODALITIES):  # absent = 4, so data made before the option stays cached
+        meta["modalities"] = args.modalities
+    raw_files = [os.path.join(args.raw_dir, f"{split}.{ext}")
+                 for split in SPLITS for ext in (SRC, TGT, "modality", "merged")]
     raw_files.append(os.path.join(args.raw_dir, "dict.txt"))
     try:
         current = load_meta(args.raw_dir)
@@ -181,7 +205,7 @@ def make_data(args):
         meta_path = os.path.join(args.raw_dir, "meta.json")
         if os.path.exists(meta_path):
             os.remove(meta_path)
-        write_raw(args.raw_dir, sizes, args.length, args.num_tokens, args.seed)
+        write_raw(args.raw_dir, sizes, args.length, args.num_tokens, args.seed, args.modalities)
         with open(meta_path, "w", encoding="utf-8") as handle:
             json.dump(meta, handle, indent=1, sort_keys=True)
     if args.dest_dir:
@@ -221,8 +245,8 @@ def parse_source(line, number):
         raise NATUserError(f"source line {number} is not a sequence of integers: {line[:60]!r}") from exc
 
 
-def evaluate(hypotheses, sources, num_tokens):
-    """Token/sequence accuracy against the closest of the four targets.
+def evaluate(hypotheses, sources, num_tokens, modalities=4):
+    """Token/sequence accuracy against the closest of the ``modalities`` targets (four in the paper).
 
     ``hypotheses``, ``sources``: one whitespace-tokenized string per
     sentence.  Tokens are compared as strings, so ``<unk>`` or any non-number
@@ -233,10 +257,10 @@ def evaluate(hypotheses, sources, num_tokens):
     if not sources:
         raise NATUserError("no sentences to evaluate")
     correct = total = exact = 0
-    share = dict.fromkeys(MODALITIES, 0)
+    share = dict.fromkeys(MODALITIES[:modalities], 0)
     for number, (hyp_line, src_line) in enumerate(zip(hypotheses, sources), 1):
         source = parse_source(src_line, number)
-        candidates = [[str(t) for t in target] for target in candidate_targets(source, num_tokens)]
+        candidates = [[str(t) for t in target] for target in candidate_targets(source, num_tokens, modalities)]
         hypothesis = hyp_line.split()
         index, matches = closest_target(hypothesis, candidates)
         correct += matches
@@ -252,11 +276,11 @@ def evaluate(hypotheses, sources, num_tokens):
     }
 
 
-def check_references(refs, sources, num_tokens, path):
+def check_references(refs, sources, num_tokens, path, modalities=4):
     """fairseq-generate's T- lines must be candidate targets of the sources:
     otherwise the output belongs to another data set."""
     for number, (ref, src) in enumerate(zip(refs, sources)):
-        candidates = candidate_targets(parse_source(src, number + 1), num_tokens)
+        candidates = candidate_targets(parse_source(src, number + 1), num_tokens, modalities)
         if ref.split() not in [[str(t) for t in c] for c in candidates]:
             raise NATUserError(
                 f"{path}: reference of sentence {number} is no modality of test source {number}: "
@@ -267,6 +291,7 @@ def check_references(refs, sources, num_tokens, path):
 def load_for_evaluation(args):
     meta = load_meta(args.raw_dir) if args.raw_dir else {}
     num_tokens = args.num_tokens or meta.get("num_tokens")
+    modalities = int(meta.get("modalities", len(MODALITIES)))
     if not num_tokens:
         raise NATUserError("give --raw-dir (with meta.json) or --num-tokens")
     source_path = args.source or (os.path.join(args.raw_dir, f"{args.split}.{SRC}") if args.raw_dir else None)
@@ -274,7 +299,7 @@ def load_for_evaluation(args):
         raise NATUserError("give --raw-dir or --source FILE")
     sources = read_lines(source_path)
     if args.hyp:
-        return read_lines(args.hyp), sources, num_tokens
+        return read_lines(args.hyp), sources, num_tokens, modalities
     try:
         ids, hyps, refs = score.read_generate_output(args.generate_output)
     except score.ScoreError as exc:
@@ -285,8 +310,8 @@ def load_for_evaluation(args):
             f"sources in {source_path}: generate the whole split with --required-batch-size-multiple 1"
         )
     if refs is not None:
-        check_references(refs, sources, num_tokens, args.generate_output)
-    return hyps, sources, num_tokens
+        check_references(refs, sources, num_tokens, args.generate_output, modalities)
+    return hyps, sources, num_tokens, modalities
 
 
 def format_evaluation(result):
@@ -308,124 +333,6 @@ def run_evaluate(args):
     return 0
 
 
-# --------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------
-
-
-def parse_row(spec):
-    """``LABEL|MODEL|PAPER|DESCRIPTION`` (PAPER: a key of PAPER_RESULTS or ``-``)."""
-    parts = spec.split("|", 3)
-    if len(parts) != 4 or not all(parts[:3]):
-        raise NATUserError(f"--row wants LABEL|MODEL|PAPER|DESCRIPTION, got {spec!r}")
-    if parts[2] != "-" and parts[2] not in PAPER_RESULTS:
-        raise NATUserError(f"--row {spec!r}: PAPER must be one of {', '.join(PAPER_RESULTS)} or -")
-    return dict(zip(("label", "model", "paper", "description"), parts))
-
-
-def _read_text(path):
-    try:
-        return quickstart_report.read_text(path)
-    except quickstart_report.ReportError as exc:
-        raise NATUserError(str(exc)) from exc
-
-
-def collect_row(run_dir, row):
-    folder = os.path.join(run_dir, row["model"])
-    result = dict(row)
-    result.update(json.loads(_read_text(os.path.join(folder, f"{row['label']}.eval.json"))))
-    updates, seconds = quickstart_report.training_progress(_read_text(os.path.join(folder, "train.log")))
-    result["updates"], result["train_seconds"] = updates, seconds
-    result["updates_per_second"] = round(updates / seconds, 3) if updates and seconds else None
-    result["decode_sentences_per_second"] = quickstart_report.decoding_speed(
-        _read_text(os.path.join(folder, f"{row['label']}.generate.out"))
-    )
-    return result
-
-
-def _fmt(value, digits=1):
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def report_table(rows):
-    lines = [
-        "| System | Updates | Train s (updates/s) | Token acc | Seq acc | Paper (Table 2) token / seq "
-        "| Closest modality I / II / III / IV (%) | Decoding (sent/s) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        paper = "-"
-        if r["paper"] in PAPER_RESULTS:
-            name, tok, seq = PAPER_RESULTS[r["paper"]]
-            paper = f"{name}: {tok:.1f} / {seq:.1f}"
-        shares = " / ".join(f"{v:.1f}" for v in r["closest_modality_share"].values())
-        lines.append(
-            f"| {r['label']}: {r['description']} | {r['updates'] or '-'} | {_fmt(r['train_seconds'], 0)} "
-            f"({_fmt(r['updates_per_second'], 2)}) | {r['token_accuracy']:.1f} | {r['sequence_accuracy']:.1f} "
-            f"| {paper} | {shares} | {_fmt(r['decode_sentences_per_second'])} |"
-        )
-    return lines
-
-
-def run_report(args):
-    rows = [collect_row(args.run_dir, parse_row(spec)) for spec in args.row]
-    meta = load_meta(args.raw_dir)
-    threads = os.environ.get("OMP_NUM_THREADS", "torch default")
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = quickstart_report.machine_description()
-    sizes = meta["sizes"]
-    table = report_table(rows)
-    text = [
-        "# Synthetic multimodality benchmark (DiffGLAT Appendix A, Tables 1-2)",
-        "",
-        f"- Command: `{args.command}`",
-        f"- Date: {now}",
-        f"- Machine: {machine}; OMP_NUM_THREADS={threads}",
-        f"- Data: source length {meta['length']}, tokens 1..{meta['num_tokens']} (paper: 32, 1..5000), "
-        f"{sizes['train']}/{sizes['valid']}/{sizes['test']} train/valid/test pairs (paper: 100000/5000/5000), "
-        f"seed {meta['seed']}",
-        f"- Budget: {args.budget_updates} updates per model (`--max-update`), the same for every model",
-        *([f"- Models: {args.size}"] if args.size else []),
-        *([f"- Note: {args.note}"] if args.note else []),
-        "",
-        *table,
-        "",
-        "- Token / sequence accuracy (%) are measured on the whole test split against the closest of the four "
-        "targets of each source (most position-wise matches, ties to the first in I..IV order); missing or extra "
-        "positions count as wrong. `scripts/synthetic_multimodality.py evaluate` computes them.",
-        "- Closest modality: share of outputs whose closest target has that modality (the paper's Figure 2).",
-        "- Paper column: Table 2 of the paper (4+4-layer models on the full-size data). The paper has no DiffGLAT "
-        "or DAT row on this task; its progressive-learning NAR (middle layer; last layer 97.7 / 88.6) is the "
-        "closest analogue of DiffGLAT's modality diffusion. The issue asks for the ordering: vanilla NAT sequence "
-        "accuracy near 0, DiffGLAT >= 90 and above DAT.",
-        "- Checkpoint: the last one (no averaging); training time is fairseq's own `done training in` seconds.",
-    ]
-    if args.skipped:
-        text.append("- Not run: " + "; ".join(args.skipped))
-    text.append("")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(text))
-    json_path = os.path.splitext(args.output)[0] + ".json"
-    with open(json_path, "w", encoding="utf-8") as handle:
-        json.dump({
-            "command": args.command, "date": now, "machine": machine, "omp_num_threads": threads, "data": meta,
-            "budget_updates": args.budget_updates, "size": args.size, "note": args.note,
-            "skipped": args.skipped or [],
-            "paper": {key: {"name": name, "token_accuracy": tok, "sequence_accuracy": seq}
-                      for key, (name, tok, seq) in PAPER_RESULTS.items()},
-            "rows": rows,
-        }, handle, indent=1)
-    print("\n".join(table))
-    print(f"\n(written to {args.output} and {json_path})")
-    return 0
-
-
-# --------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="DiffGLAT's synthetic multimodality task (Appendix A): data, closest-target evaluation, report.",
@@ -443,6 +350,8 @@ def parse_args(argv=None):
     make.add_argument("--valid", type=int, default=PAPER_SIZES["valid"], help="validation pairs (before --scale)")
     make.add_argument("--test", type=int, default=PAPER_SIZES["test"], help="test pairs (before --scale)")
     make.add_argument("--scale", type=float, default=1.0, help="multiplies the three split sizes (e.g. 0.1 on CPU)")
+    make.add_argument("--modalities", type=int, default=4,
+                      help="use the first K modalities of Table 1 (ours; the paper: 4)")
     make.add_argument("--seed", type=int, default=1)
     make.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers")
     make.add_argument("--force", action="store_true", help="rewrite and rebinarize even when up to date")
@@ -465,18 +374,6 @@ def parse_args(argv=None):
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a line per metric")
     ev.add_argument("--json-out", metavar="FILE", help="also write the JSON object to FILE")
 
-    rep = sub.add_parser("report", help="Markdown + JSON table of the benchmark (used by synthetic_benchmark.sh)")
-    rep.add_argument("--run-dir", required=True,
-                     help="holds MODEL/train.log, MODEL/LABEL.eval.json and MODEL/LABEL.generate.out")
-    rep.add_argument("--raw-dir", required=True, help="data folder (meta.json)")
-    rep.add_argument("--row", action="append", required=True, metavar="LABEL|MODEL|PAPER|DESCRIPTION",
-                     help=f"one table row; PAPER is one of {', '.join(PAPER_RESULTS)} or -")
-    rep.add_argument("--skipped", action="append", metavar="TEXT", help="a system that was not run, and why")
-    rep.add_argument("--budget-updates", required=True)
-    rep.add_argument("--command", default="bash scripts/synthetic_benchmark.sh", help="command line to record")
-    rep.add_argument("--size", help="the models' size and shared settings, for the report")
-    rep.add_argument("--note", help="extra line for the report")
-    rep.add_argument("--output", required=True, help="Markdown file; the JSON goes beside it (.json)")
 
     args = parser.parse_args(argv)
     if args.subcommand == "evaluate" and bool(args.generate_output) == bool(args.hyp):
@@ -486,7 +383,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    action = {"make-data": make_data, "evaluate": run_evaluate, "report": run_report}[args.subcommand]
+    action = {"make-data": make_data, "evaluate": run_evaluate}[args.subcommand]
     try:
         return action(args)
     except (NATUserError, prepare_data.PrepareError) as error:

@@ -53,7 +53,16 @@ class NATDecoder(TransformerDecoder):
     (glancing replaces input embeddings; DiffGLAT runs groups of layers):
     :meth:`embed` -> :meth:`run_layers` -> :meth:`finalize` ->
     :meth:`output_layer`.
+
+    :attr:`exit_layer` (ours, for analysis): when set to ``k``, :meth:`features`
+    stops after the first ``k`` layers and applies the final layer norm and
+    output projection there, as progressive modality learning's middle-layer
+    loss does in training (DiffGLAT App. A); ``fairseq-generate
+    --decode-exit-layer k`` decodes from that layer.
     """
+
+    #: decode from the output of the first ``exit_layer`` layers (None: all layers)
+    exit_layer = None
 
     def embed(self, tokens, token_embeddings=None):
         """Input embeddings of a canvas.
@@ -99,7 +108,7 @@ class NATDecoder(TransformerDecoder):
     def features(self, tokens, encoder_out, token_embeddings=None):
         """Full stack: canvas [B, L] -> features [B, L, C']."""
         x, padding_mask = self.embed(tokens, token_embeddings)
-        return self.finalize(self.run_layers(x, encoder_out, padding_mask))
+        return self.finalize(self.run_layers(x, encoder_out, padding_mask, end=self.exit_layer))
 
     def forward(self, prev_output_tokens, encoder_out=None, normalize=False, **unused):
         """Vocabulary scores for every canvas position: [B, L] -> [B, L, V]."""
@@ -158,6 +167,12 @@ class NATModelBase(TransformerModel):
 
     @classmethod
     def build_model(cls, args, task):
+        from fairseq.tasks import FairseqTask
+
+        if isinstance(task, FairseqTask) and not getattr(task, "decodes_nat_models", False):
+            # fairseq's own tasks would decode this model with the autoregressive SequenceGenerator
+            raise NATUserError(f"{args.arch} is a non-autoregressive model of nat_plugins: run it with "
+                               f"--task nat_translation (not --task {getattr(getattr(task, 'cfg', None), '_name', None) or type(task).__name__})")
         if args.share_all_embeddings and task.source_dictionary != task.target_dictionary:
             raise NATUserError("--share-all-embeddings needs a joined dictionary (fairseq-preprocess --joined-dictionary)")
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
@@ -224,6 +239,13 @@ class NATModelBase(TransformerModel):
 
     def max_decoder_positions(self):
         return self.decoder.max_positions()
+
+    def set_exit_layer(self, layer):
+        """Decode from the first ``layer`` decoder layers (``None`` or 0: all of them)."""
+        n = len(self.decoder.layers)
+        if layer is not None and not 0 <= int(layer) <= n:
+            raise NATUserError(f"--decode-exit-layer {layer}: this model's decoder has {n} layers (use 1..{n})")
+        self.decoder.exit_layer = int(layer) if layer else None
 
 
 def nat_base_architecture(args, **defaults):

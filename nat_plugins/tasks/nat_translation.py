@@ -22,10 +22,12 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from ..compat import patch_interactive
 from ..decoding.generator import NATGenerator
 from ..decoding.strategy import STRATEGIES, DecodingOptions
 from ..errors import NATUserError
 from ..modules.nat_base import NATModelBase
+from . import run_checks
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +60,15 @@ class NATTranslationConfig(TranslationConfig):
     length_beam: int = field(
         default=1, metadata={"help": "number of length candidates (top-k of the length predictor)"}
     )
-    decode_samples: int = field(
-        default=1, metadata={"help": "samples decoded in parallel per length candidate, reranked by score"}
+    decode_samples: Optional[int] = field(
+        default=None, metadata={"help": "samples decoded in parallel per length candidate, reranked by score; default: "
+                                        "the model's (SUNDAE: 16 for sundae_base, 4 for sundae_small/sundae_tiny, "
+                                        "1 for checkpoints of earlier versions; other models: 1)"}
     )
-    decode_temperature: float = field(
-        default=1.0, metadata={"help": "sampling temperature for stochastic strategies"}
+    decode_temperature: Optional[float] = field(
+        default=None, metadata={"help": "sampling temperature for stochastic strategies; default: the model's "
+                                        "(SUNDAE: 0.5, in the paper's 0.1-0.6, or 1.0 for checkpoints of earlier "
+                                        "versions; other models: 1.0)"}
     )
     decode_early_stop: bool = field(
         default=False, metadata={"help": "stop refining a sentence once its prediction stops changing"}
@@ -93,6 +99,10 @@ class NATTranslationConfig(TranslationConfig):
         default=1.0, metadata={"help": "DA-Transformer dag_joint_viterbi / dag_sample_lennorm: length exponent beta "
                                        "of (sum of log-probs) / |path|^beta"}
     )
+    decode_exit_layer: Optional[int] = field(
+        default=None, metadata={"help": "decode from the output of the first K decoder layers (ours, for analysis: "
+                                        "progressive modality learning's middle layer, DiffGLAT App. A)"}
+    )
     decode_top_p: float = field(
         default=1.0, metadata={"help": "DA-Transformer dag_sample*: nucleus (top-p) of each sampled transition"}
     )
@@ -101,9 +111,17 @@ class NATTranslationConfig(TranslationConfig):
 @register_task("nat_translation", dataclass=NATTranslationConfig)
 class NATTranslationTask(TranslationTask):
     cfg: NATTranslationConfig
+    #: NATModelBase.build_model refuses tasks without this (fairseq's would decode NAT models as AR)
+    decodes_nat_models = True
+
+    def __init__(self, cfg, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        self._sentence_counter = run_checks.TrainedSentenceCounter()
+        self._inference_lines = 0  # input lines fairseq-interactive has handed over so far
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
+        patch_interactive()  # in-process runs may import fairseq_cli.interactive after the plugin
         data = cfg.data
         if not data:
             raise NATUserError("no data directory given (the first positional argument, e.g. data-bin/quickstart)")
@@ -129,6 +147,29 @@ class NATTranslationTask(TranslationTask):
         except FileNotFoundError as exc:
             raise NATUserError(f"{exc} (split {split!r} is missing from {self.cfg.data!r})") from exc
 
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        # fairseq-interactive builds one dataset per chunk of input lines; numbering
+        # them lets errors name the input line, not the index within the chunk.
+        dataset = super().build_dataset_for_inference(src_tokens, src_lengths, constraints=constraints)
+        dataset.nat_first_line = self._inference_lines + 1
+        self._inference_lines += len(src_lengths)
+        return dataset
+
+    def get_batch_iterator(self, dataset, **kwargs):
+        max_tokens = kwargs.get("max_tokens")
+        if max_tokens and kwargs.get("ignore_invalid_inputs"):
+            # fairseq skips only sentences beyond --max-positions and asserts on one beyond --max-tokens
+            from fairseq.utils import resolve_max_positions
+
+            kwargs["max_positions"] = resolve_max_positions(kwargs.get("max_positions"), (max_tokens, max_tokens))
+        try:
+            return super().get_batch_iterator(dataset, **kwargs)
+        except AssertionError as exc:
+            error = run_checks.max_tokens_error(exc, dataset)
+            if error is None:
+                raise
+            raise error from None
+
     def filter_indices_by_size(self, indices, dataset, max_positions=None, ignore_invalid_inputs=False):
         try:
             return super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
@@ -140,7 +181,7 @@ class NATTranslationTask(TranslationTask):
             sizes = re.findall(r"\d+", re.sub(r"int\d+", "", match.group(2)))
             limits = re.findall(r"\d+", match.group(3))
             raise NATUserError(
-                f"sentence #{match.group(1)} is too long: (source, target) lengths ({', '.join(sizes)}) exceed "
+                f"{run_checks.line_label(dataset, match.group(1))} is too long: (source, target) lengths ({', '.join(sizes)}) exceed "
                 f"the model's maximum positions ({', '.join(limits)}); shorten it, or pass "
                 "--skip-invalid-size-inputs-valid-test to skip such lines"
             ) from exc
@@ -168,12 +209,16 @@ class NATTranslationTask(TranslationTask):
                 "decode_beta": pick("decode_beta", cfg.decode_beta),
                 "decode_viterbi_beta": pick("decode_viterbi_beta", cfg.decode_viterbi_beta),
                 "decode_top_p": pick("decode_top_p", cfg.decode_top_p),
+                "decode_exit_layer": pick("decode_exit_layer", cfg.decode_exit_layer),
             },
         )
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
         model = models[0]
-        if not isinstance(model, NATModelBase):
+        is_nat = lambda m: isinstance(m, NATModelBase)  # noqa: E731
+        run_checks.check_ensemble(models, is_nat, pick_bool(args, "decode_ar_rerank", self.cfg.decode_ar_rerank))
+        if not is_nat(model):
+            run_checks.check_nat_flags_unused(self.cfg, TranslationConfig, model)
             return super().build_generator(models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kwargs)
         for name, (default, ours) in _FAIRSEQ_ITER_FLAGS.items():
             value = getattr(args, name, default)
@@ -181,13 +226,23 @@ class NATTranslationTask(TranslationTask):
                 hint = f"use {ours}" if ours else "it has no effect on nat_translation"
                 raise NATUserError(f"--{name.replace('_', '-')} belongs to fairseq's translation_lev generator; {hint}")
         options = self.decoding_options(args)
-        if options.iterations is None:
-            options.iterations = getattr(model, "default_decode_iterations", DEFAULT_DECODE_ITERATIONS)
+        # Unset options take the model family's defaults (e.g. SUNDAE's tau and n, §3.1).
+        for name, fallback in (("iterations", DEFAULT_DECODE_ITERATIONS), ("samples", 1), ("temperature", 1.0)):
+            if getattr(options, name) is None:
+                setattr(options, name, getattr(model, f"default_decode_{name}", fallback))
         if options.iterations < 1 or options.length_beam < 1 or options.samples < 1:
             raise NATUserError("--decode-iterations, --length-beam and --decode-samples must be >= 1")
+        run_checks.check_decoding_values(options, model)
         name = getattr(args, "decoding_strategy", None) or self.cfg.decoding_strategy
         name = str(name)
         family = model.decoding_family
+        constraints = getattr(args, "constraints", None)
+        if constraints:  # fairseq's --constraints: decoding/dag_constraints.py (ours)
+            if str(constraints) != "ordered":
+                raise NATUserError("NAT constrained decoding keeps the phrases in the given order: "
+                                   "use --constraints ordered (unordered is not supported)")
+            if name == "auto" and family == "dat":
+                name = "dag_joint_viterbi"
         if name == "auto":
             defaults = [s for s, c in STRATEGIES.items() if family in c.families and getattr(c, "default", True)]
             if not defaults:
@@ -199,6 +254,10 @@ class NATTranslationTask(TranslationTask):
         if family not in strategy_cls.families:
             usable = sorted(s for s, c in STRATEGIES.items() if family in c.families)
             raise NATUserError(f"decoding strategy {name!r} does not apply to {family} models (use one of: {', '.join(usable)})")
+        if constraints and not getattr(strategy_cls, "accepts_constraints", False):
+            raise NATUserError(f"--constraints needs a DA-Transformer or DiffGLAT model decoded with dag_joint_viterbi "
+                               f"(got {family} model, strategy {name})")
+        model.set_exit_layer(options.extra.get("decode_exit_layer"))
         if hasattr(model, "prepare_for_decoding"):
             # Model-specific checks of the decoding options (e.g. DAT's --decode-upsample-scale).
             model.prepare_for_decoding(options)
@@ -209,9 +268,28 @@ class NATTranslationTask(TranslationTask):
             ar_rerank=pick_bool(args, "decode_ar_rerank", self.cfg.decode_ar_rerank),
         )
 
+    # ---- training that trains nothing ----------------------------------------
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad=ignore_grad)
+        if not ignore_grad:
+            self._sentence_counter.add("train", out[2])
+        return out
+
+    def begin_valid_epoch(self, epoch, model):
+        super().begin_valid_epoch(epoch, model)
+        self._sentence_counter.reset_valid()
+
+    def get_checkpoint_dict(self):
+        # fairseq calls this just before it writes any checkpoint: the last
+        # moment to refuse saving a model that never saw a usable target.
+        self._sentence_counter.check("the graph is too small: raise --upsample-scale (graph size = scale x source "
+                                     "length), or drop pairs whose target is much longer than the source")
+        return {}
+
     # ---- validation BLEU ----------------------------------------------------
     def valid_step(self, sample, model, criterion):
         loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        self._sentence_counter.add("valid", logging_output)
         if self.cfg.eval_bleu and self.cfg.eval_bleu_tok:
             bleu = self._last_tok_bleu
             logging_output["_tokbleu_sys_len"] = bleu.sys_len

@@ -141,7 +141,34 @@ def test_help_lists_the_subcommands(capsys):
         sm.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("make-data", "evaluate", "report"))
+    assert all(name in out for name in ("make-data", "evaluate"))
+
+
+def test_two_modalities_and_merged_targets(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    assert sm.main(["make-data", "--raw-dir", str(raw), "--num-tokens", "10", "--length", "6", "--modalities", "2",
+                    "--train", "400", "--valid", "5", "--test", "30", "--quiet"]) == 0
+    modalities = (raw / "train.modality").read_text().splitlines()
+    assert set(modalities) == {"I", "II"} and 150 < modalities.count("I") < 250
+    assert json.loads((raw / "meta.json").read_text())["modalities"] == 2
+    sources = [[int(x) for x in line.split()] for line in (raw / "train.src").read_text().splitlines()]
+    merged = [[int(x) for x in line.split()] for line in (raw / "train.merged").read_text().splitlines()]
+    # App. A: I -> II (and III -> IV), so every merged target of a 2-modality set is modality II
+    assert merged == [sm.modality_target(s, "II", 10) for s in sources]
+    # evaluation compares with the two candidates only: a modality-III output matches neither fully
+    test_src = (raw / "test.src").read_text().splitlines()
+    hyps = [_line(sm.modality_target([int(x) for x in s.split()], "III", 10)) for s in test_src]
+    hyp_file = tmp_path / "h.txt"
+    hyp_file.write_text("".join(h + "\n" for h in hyps))
+    assert sm.main(["evaluate", "--hyp", str(hyp_file), "--raw-dir", str(raw), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["sequence_accuracy"] == 0.0 and set(result["closest_modality_share"]) == {"I", "II"}
+
+
+def test_four_modality_merge_follows_appendix_a():
+    src = [3, 7]
+    assert sm.MERGED_MODALITY == {"I": "II", "II": "II", "III": "IV", "IV": "IV"}
+    assert sm.modality_target(src, sm.MERGED_MODALITY["III"], 10) == [43, 37]  # IV: odd +4N, even +3N
 
 
 def test_tiny_end_to_end(tmp_path, capsys):
