@@ -19,17 +19,24 @@ checkpoint).  Each shim fixes one documented breakage (REFERENCE §1):
 * Hydra gap: stock NAT models read the criterion's ``label_smoothing`` from
   the model args, which hydra configs lack
   (:func:`_patch_hydra_label_smoothing`).
+* Checkpoints are written atomically, read safely and resumed from the
+  newest readable one (:mod:`nat_plugins.checkpoint_io`).
+* ``fairseq-interactive`` reads its input with ``fileinput``'s universal
+  newlines and a strict UTF-8 decoder: a bare ``\r`` splits a line (every
+  later id shifts) and one non-UTF-8 byte kills the run before anything is
+  translated.  :func:`read_input_lines` replaces its reader.
 
 This module imports torch and numpy only at top level; fairseq is touched
 lazily so that ``nat_plugins.ops`` stays importable without fairseq.
 """
 import argparse
 import collections
+import sys
 
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_SAFE_GLOBALS", "install", "load_checkpoint_file"]
+__all__ = ["CHECKPOINT_SAFE_GLOBALS", "install", "load_checkpoint_file", "read_input_lines", "patch_interactive"]
 
 #: Everything a fairseq checkpoint written by ``fairseq-train`` (argparse or
 #: hydra front end) pickles besides tensors and builtins.  Kept minimal on
@@ -123,6 +130,55 @@ def _patch_hydra_label_smoothing():
     NatLoss.forward = forward
 
 
+def read_input_lines(source, buffer_size):
+    """fairseq-interactive's input, in chunks of ``buffer_size`` stripped lines.
+
+    A line ends at ``\n`` only, so input line *n* is always output id *n - 1*
+    (``\r``, U+2028 and other characters that universal newlines would break
+    on stay inside the line, where the tokenizer treats them as spaces); file
+    and stdin (``-``) behave alike.  A line that is not UTF-8 ends the run with
+    one error naming its number, after every line before it was translated.
+    """
+    from .errors import NATUserError
+
+    name = "standard input" if source == "-" else source
+    try:
+        handle = sys.stdin.buffer if source == "-" else open(source, "rb")
+    except OSError as exc:
+        raise NATUserError(f"cannot read --input {source}: {exc.strerror or exc}") from None
+    buffer = []
+    try:
+        for number, raw in enumerate(handle, 1):  # binary iteration splits at b"\n" only
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if buffer:
+                    yield buffer
+                raise NATUserError(
+                    f"line {number} of {name} is not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} "
+                    "of the line); convert the input to UTF-8 first, e.g. with iconv -f latin1 -t utf-8"
+                ) from None
+            buffer.append(text.strip())
+            if len(buffer) >= buffer_size:
+                yield buffer
+                buffer = []
+    finally:
+        if source != "-":
+            handle.close()
+    if buffer:
+        yield buffer
+
+
+def patch_interactive():
+    """Give a loaded ``fairseq_cli.interactive`` our line reader (idempotent).
+
+    fairseq imports the plugin (``--user-dir``) while parsing the command
+    line, after ``fairseq_cli.interactive`` itself is imported."""
+    module = sys.modules.get("fairseq_cli.interactive")
+    if module is not None and module.buffered_read is not read_input_lines:
+        module.buffered_read = read_input_lines
+
+
 _installed = False
 
 
@@ -135,6 +191,10 @@ def install():
     _install_safe_globals()
     _keep_last_batch()
     _patch_hydra_label_smoothing()
+    from . import checkpoint_io
+
+    checkpoint_io.install()
+    patch_interactive()
     _installed = True
 
 

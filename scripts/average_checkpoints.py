@@ -45,26 +45,27 @@ class AverageError(ValueError):
     """The checkpoints cannot be selected or averaged."""
 
 
-def _import_loader():
+def _checkpoint_io():
     try:
-        from nat_plugins.compat import load_checkpoint_file
+        from nat_plugins import checkpoint_io
     except ImportError:  # run as scripts/average_checkpoints.py from a checkout
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from nat_plugins.compat import load_checkpoint_file
-    return load_checkpoint_file
+        from nat_plugins import checkpoint_io
+    return checkpoint_io
+
+
+class UnreadableInput(AverageError):
+    """One input checkpoint cannot be read (missing, truncated, refused by the safe loader)."""
 
 
 def load_checkpoint(path):
     """Read one checkpoint with the weights-only loader and our allow-list."""
-    load_checkpoint_file = _import_loader()
-
+    checkpoint_io = _checkpoint_io()
     try:
-        state = load_checkpoint_file(path)
-    except FileNotFoundError as error:
-        raise AverageError(f"checkpoint {path} does not exist") from error
-    except Exception as error:  # pickle / zip / allow-list errors all mean "unusable"
-        raise AverageError(f"cannot load checkpoint {path}: {error}") from error
-    if not isinstance(state, dict) or "model" not in state:
+        state = checkpoint_io.read_checkpoint(path)
+    except checkpoint_io.UnreadableCheckpoint as error:
+        raise UnreadableInput(str(error)) from None
+    if "model" not in state:
         raise AverageError(f"{path} is not a fairseq checkpoint (no 'model' entry)")
     return state
 
@@ -89,9 +90,15 @@ def last_checkpoints(directory, count, allow_fewer=False):
         ((int(m.group(2)), name) for name in names if (m := _UPDATE_CKPT.match(name))), reverse=True
     )
     by_epoch = sorted(((int(m.group(1)), name) for name in names if (m := _EPOCH_CKPT.match(name))), reverse=True)
-    series = [os.path.join(directory, name) for _, name in (by_update or by_epoch)]
+    series = []
+    for name in (name for _, name in (by_update or by_epoch)):
+        if len(series) == count:
+            break
+        # An interrupted save can leave a truncated file: name it and take the next one.
+        if _readable_or_warn(os.path.join(directory, name)):
+            series.append(os.path.join(directory, name))
     last = os.path.join(directory, "checkpoint_last.pt")
-    if os.path.exists(last) and _is_newer(last, series[0] if series else None):
+    if os.path.exists(last) and _readable_or_warn(last) and _is_newer(last, series[0] if series else None):
         series.insert(0, last)
     if not series or (len(series) < count and not allow_fewer):
         raise AverageError(
@@ -99,6 +106,15 @@ def last_checkpoints(directory, count, allow_fewer=False):
             "(checkpoint_<epoch>_<updates>.pt, checkpoint<epoch>.pt or checkpoint_last.pt)"
         )
     return series[:count]
+
+
+def _readable_or_warn(path):
+    try:
+        load_checkpoint(path)
+    except UnreadableInput as error:
+        print(f"average_checkpoints.py: skipping {path}: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def _is_newer(path, other):
@@ -243,19 +259,9 @@ def average_checkpoints(paths):
 
 
 def save_atomically(state, output):
-    """``torch.save`` to a temp file in the output folder, then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(output)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` to a temp file in the output folder, fsync, then ``os.replace``."""
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    _checkpoint_io().atomic_torch_save(state, output)
 
 
 # --------------------------------------------------------------------------
@@ -297,6 +303,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if os.path.isdir(args.output):
+            raise AverageError(f"--output {args.output} is a directory; give a file name, e.g. "
+                               f"{os.path.join(args.output, 'averaged.pt')}")
         paths = select(args)
         print(f"averaging {len(paths)} checkpoints: {' '.join(paths)}", file=sys.stderr)
         save_atomically(average_checkpoints(paths), args.output)

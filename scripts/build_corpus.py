@@ -41,6 +41,8 @@ from collections import Counter
 
 from tqdm import tqdm
 
+import text_files  # beside this script (its folder is on sys.path whether run or imported)
+
 DING_PATH = "/usr/share/trans/de-en"
 DING_PACKAGE = "trans-de-en"
 INSTALL_COMMAND = f"sudo apt-get install -y {DING_PACKAGE}"
@@ -472,7 +474,15 @@ def build_corpus(args):
             f"--valid-size {args.valid_size} + --test-size {args.test_size} plus a training set"
         )
     splits = split_pairs(pairs, args.valid_size, args.test_size, salt=args.split_salt)
+    for name in SPLITS:
+        if not splits[name] and (name != "valid" or args.valid_size > 0):
+            raise CorpusError(f"the {name} split came out empty ({len(pairs)} usable pairs in {inputs}); "
+                              "change --valid-size/--test-size or --split-salt")
     write_splits(splits, args.out_dir)
+    for name in SPLITS:
+        if splits[name]:  # a line break inside a pair would misalign the two sides from there on
+            text_files.check_parallel(*(os.path.join(args.out_dir, f"{name}.{lang}") for lang in ("en", "de")),
+                                      error=CorpusError, what=f"{name} split:")
     report = dict(stats)
     report.update(
         source=kind,

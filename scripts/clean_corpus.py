@@ -87,6 +87,8 @@ def clean(src_lines, tgt_lines, src_lang, tgt_lang, ratio=1.5, min_len=1, max_le
     """Return ``(kept_pairs, stats)``; ``stats`` counts ``input``, ``kept``, ``length`` and ``ratio``."""
     if len(src_lines) != len(tgt_lines):
         raise CleanError(f"the two sides have different line counts: {len(src_lines)} vs {len(tgt_lines)}")
+    if not src_lines:
+        raise CleanError("the corpus is empty")
     pairs = list(zip(src_lines, tgt_lines))
     if workers > 1 and len(pairs) > 1000:
         with multiprocessing.Pool(workers, _init_worker, (src_lang, tgt_lang)) as pool:
@@ -135,6 +137,9 @@ def main(argv=None):
             src_lines, tgt_lines, *langs, ratio=args.ratio, min_len=args.min_len, max_len=args.max_len,
             workers=max(1, args.workers),
         )
+        if not kept:
+            raise CleanError(f"all {stats['input']} pairs were dropped (length {args.min_len}..{args.max_len}, "
+                             f"ratio {args.ratio}): nothing to write")
     except CleanError as error:
         print(f"clean_corpus.py: error: {error}", file=sys.stderr)
         return 2

@@ -6,9 +6,9 @@ and were made with the same settings; ``--force`` redoes everything):
 
 1. ``tok/``: Moses punctuation normalisation and tokenization (sacremoses),
    with aggressive dash splitting (``-`` -> ``@-@``) as in fairseq's WMT14
-   En-De recipe.  Escaping is off, matching what ``fairseq-interactive
-   --tokenizer moses`` produces, so interactive input is encoded exactly
-   like the training data.
+   En-De recipe.  Escaping is off, so ``fairseq-interactive`` needs
+   ``--tokenizer moses --moses-no-escape`` to encode its input like the
+   training data (without it ``'s`` becomes ``&apos;s``, all ``<unk>``).
 2. ``bpe/codes``: joint BPE (subword-nmt) learned on both training sides.
 3. ``bpe/``: every split with the codes applied.
 4. ``fairseq-preprocess --joined-dictionary`` into the data-bin folder;
@@ -292,6 +292,10 @@ def prepare(args):
         os.makedirs(folder, exist_ok=True)
     langs = (args.source_lang, args.target_lang)
     pairs = [(split, lang) for split in args.splits for lang in langs]
+    for split in args.splits:
+        # fairseq-preprocess binarizes mismatched sides without a word; training then fails far later
+        text_files.check_parallel(*(os.path.join(args.raw_dir, f"{split}.{lang}") for lang in langs),
+                                  error=PrepareError, what=f"{split} split:")
 
     tok_params = {"tokenizer": "moses", "aggressive_dash_splits": True, "escape": False, "sacremoses": sacremoses_version()}
     for split, lang in pairs:
