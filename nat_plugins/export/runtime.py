@@ -1,0 +1,133 @@
+"""Running a traced pass outside eager PyTorch: ONNX Runtime (default) or TorchScript.
+
+Why ONNX Runtime, and how it is exported (measured; ``scripts/benchmark_passes.py``
+prints the table, see its docstring for the command, machine and date):
+
+* at batch 1 on one thread, 70-78% of an eager decode is Python and dispatcher
+  overhead (issue #20); a whole-graph runtime removes it.  On a 2+2x128 model with
+  an 8k vocabulary, ONNX Runtime ran the DAT decoder pass about 2x faster than eager
+  and TorchScript (trace + freeze) in between, with the same argmax tokens;
+* ``torch.onnx.export(dynamo=True)`` (the torch 2.13 default, which would need
+  ``onnxscript``) fails on the models: ``torch.export`` refuses the data-dependent
+  ``padding_mask.any()`` / ``has_pads`` branches of fairseq's encoder and
+  :meth:`NATDecoder.run_layers` (``GuardOnDataDependentSymNode``).  The
+  TorchScript-based exporter (``dynamo=False``) traces them (see
+  :mod:`nat_plugins.export.passes` for why the traced branch is correct), so only
+  ``onnxruntime`` is needed at run time; none of these packages depends on torch.
+
+``torchscript`` needs no extra package: it is the fallback when ``onnxruntime`` is
+not installed and the backend the tests can always run.
+"""
+import io
+import warnings
+
+import torch
+
+from ..errors import NATUserError
+
+__all__ = ["BACKENDS", "INSTALL_HINT", "available_backends", "compile_pass", "default_backend"]
+
+BACKENDS = ("onnxruntime", "torchscript")
+INSTALL_HINT = ("onnxruntime is not installed: `make bench` installs it, or "
+                "`.venv/bin/pip install 'onnxruntime>=1.17' 'onnx>=1.15'` (neither depends on torch)")
+_OPSET = 17
+
+
+def _have_onnxruntime():
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_backends():
+    return [b for b in BACKENDS if b != "onnxruntime" or _have_onnxruntime()]
+
+
+def default_backend():
+    """``onnxruntime`` when installed, else ``torchscript``."""
+    return available_backends()[0]
+
+
+class _Traced:
+    """Shared by the backends: input/output names and the call convention
+    ``pass(*tensors) -> tuple of CPU tensors``."""
+
+    def __init__(self, input_names, output_names):
+        self.input_names, self.output_names = list(input_names), list(output_names)
+
+
+class TorchScriptPass(_Traced):
+    """``torch.jit.trace`` + ``torch.jit.freeze``; threads are torch's (``torch.set_num_threads``)."""
+
+    def __init__(self, module, example, input_names, output_names):
+        super().__init__(input_names, output_names)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings on the asserts and branches discussed above
+            traced = torch.jit.trace(module.eval(), example, check_trace=False)
+            self.graph = torch.jit.freeze(traced)
+
+    def set_threads(self, threads):
+        pass
+
+    def __call__(self, *tensors):
+        with torch.no_grad():
+            out = self.graph(*tensors)
+        return out if isinstance(out, tuple) else (out,)
+
+
+class OnnxRuntimePass(_Traced):
+    """ONNX export (TorchScript-based exporter, dynamic batch and length axes) run by an
+    ``onnxruntime.InferenceSession`` on the CPU with ``threads`` intra-op threads."""
+
+    def __init__(self, module, example, input_names, output_names, dynamic_axes, threads=1):
+        super().__init__(input_names, output_names)
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=_OPSET,
+                              input_names=self.input_names, output_names=self.output_names,
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+        self.onnx_bytes = buffer.getvalue()
+        self.session = None
+        self.set_threads(threads)
+
+    def set_threads(self, threads):
+        import onnxruntime as ort
+
+        if self.session is not None and self._threads == threads:
+            return
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._threads = threads
+        # The exporter drops inputs the graph never reads (e.g. src_lengths).
+        self._feeds = [(i, n) for i, n in enumerate(self.input_names)
+                       if n in {x.name for x in self.session.get_inputs()}]
+
+    def __call__(self, *tensors):
+        feed = {n: tensors[i].detach().cpu().numpy() for i, n in self._feeds}
+        return tuple(torch.from_numpy(x) for x in self.session.run(None, feed))
+
+
+def compile_pass(module, example, input_names, output_names, dynamic_axes, backend, threads=1):
+    """Trace ``module`` on ``example`` for ``backend`` (one of :data:`BACKENDS`).
+
+    Args:
+        module: an ``nn.Module`` of :mod:`nat_plugins.export.passes`.
+        example: tuple of example input tensors (with padding, see there).
+        dynamic_axes: ``{name: {axis: label}}`` for the ONNX export.
+    Returns:
+        a callable ``(*tensors) -> tuple of tensors`` with ``set_threads(n)``.
+    """
+    if backend == "onnxruntime":
+        if not _have_onnxruntime():
+            raise NATUserError(INSTALL_HINT)
+        return OnnxRuntimePass(module, example, input_names, output_names, dynamic_axes, threads)
+    if backend == "torchscript":
+        return TorchScriptPass(module, example, input_names, output_names)
+    raise NATUserError(f"unknown export backend {backend!r} (choose from {', '.join(BACKENDS)})")
