@@ -4,8 +4,10 @@ For a clean target canvas ``x`` (real tokens, then ``<eos>`` "padding after
 the end", §3.1; see :mod:`nat_plugins.models.sundae`):
 
 1. ``x_0 ~ q(. | x)``: per sequence ``alpha ~ U(0, 1)``, every canvas
-   position replaced with probability ``alpha`` by a uniform non-special
-   token (:func:`~nat_plugins.modules.noise.uniform_corruption`);
+   position replaced with probability ``alpha`` by a token drawn uniformly
+   from the model's ``noise_symbols``: the whole vocabulary but ``<pad>`` and
+   ``<bos>`` (App. A.3, App. J ``get_random_text``; earlier checkpoints: no
+   special symbols) (:func:`~nat_plugins.modules.noise.uniform_corruption`);
 2. for ``t = 1..k``: logits ``lambda_t = f_theta(. | x_{t-1})``,
    ``L(t) = CE(x, lambda_t)`` and ``x_t ~ lambda_t`` with stop-gradient
    (App. J line 29: ``stop_grad(rand_categorical(logits))``, temperature 1);
@@ -13,7 +15,9 @@ the end", §3.1; see :mod:`nat_plugins.models.sundae`):
    label-smoothed with epsilon 0.1 (§3.1), plus the length loss weighted by
    ``--length-loss-factor`` (its gradient stops at the encoder, App. B).
 
-The gold downsampled length is embedded and prepended to the encoder output
+The clean canvas of the ``length`` canvas has the model's slack of extra
+end positions (``--sundae-canvas-slack``), so predicting the end padding is
+trained for every sentence (§3.1).  The gold downsampled length is embedded and prepended to the encoder output
 (teacher forcing, App. B / Fig. 3).  Normalisation: every ``L(t)`` is the
 mean over canvas positions of the batch (App. J's ``mean(loss_per_token)``),
 the length loss the mean over sentences; ``sample_size = 1``.  ``L(1)``,

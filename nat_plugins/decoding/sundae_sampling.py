@@ -1,13 +1,16 @@
 """SUNDAE decoding (Savinov et al. 2022, §2.2 and §3.1 "Decoding").
 
 Both strategies start from the uniform prior p0: uniform random tokens
-(special symbols excluded) on the canvas of each length candidate
-(:meth:`SUNDAEModel.initial_canvas`), and run ``T = --decode-iterations``
-steps of the Markov chain ``y_t ~ f_theta(. | y_{t-1})``:
+(over the model's noise symbols, see :mod:`nat_plugins.models.sundae`) on
+the canvas of each length candidate (:meth:`SUNDAEModel.initial_canvas`),
+and run ``T = --decode-iterations`` steps of the Markov chain
+``y_t ~ f_theta(. | y_{t-1})``:
 
 * ``sundae_sample`` (the family default): low-temperature sampling,
   ``log f^tau ∝ log f / tau`` with ``tau = --decode-temperature`` (the paper
-  tunes tau in [0.1, 0.6]; ``0`` gives plain argmax);
+  tunes tau in [0.1, 0.6]; the model's default is 0.5, and ``n`` =
+  ``--decode-samples`` defaults to the model's 16 or, CPU archs, 4; ``0``
+  gives plain argmax);
 * ``sundae_argmax_unrolled``: argmax-unrolled decoding with
   ``rho = --argmax-unrolled-rho`` (see :class:`SundaeArgmaxUnrolled`).
 
@@ -25,13 +28,23 @@ Shared options:
   strategies);
 * ``--decode-samples n`` candidates per length (``--length-beam``) are decoded
   in parallel and reranked by the *model score* (§3.1, App. E): the
-  candidate, cut at its first ``<eos>``, is fed back as input and scored by
+  candidate, read out (:meth:`SUNDAEModel.read_out`: its ``<eos>`` positions
+  dropped, or for earlier checkpoints cut at the first ``<eos>``) and laid on
+  the canvas as a gold target would be, is fed back as input and scored by
   its mean log-probability under ``f_theta(. | candidate)`` (minus the
   cross-entropy).  That is :meth:`finalize`'s score, which the generator
   ranks by (one extra decoder pass);
 * ``--decode-seed`` seeds the prior, sampling and subsets (reproducible);
 * ``--retain-iter-history --print-step`` prints every step's canvas (the
   paper's Table 5).
+
+Cost in decoder passes per candidate: ``T + 1`` for sampling (the last one
+scores the candidate for reranking); ``2T`` for argmax-unrolled decoding
+with ``rho > 0`` (step 1 one pass, every later step two, plus the score).
+No strategy keeps a [N, W, V] softmax or log-softmax next to the logits:
+tokens and their log-probabilities are computed per chunk of positions
+(:meth:`SUNDAEModel.pick_tokens`, :meth:`SUNDAEModel.token_logp`), with
+the same bits as the whole-tensor computation.
 """
 import torch
 
@@ -88,7 +101,7 @@ class _SundaeBase(DecodingStrategy):
         return CanvasState(tokens, scores, state.lengths, changed, {"length_d": state.extra["length_d"], **extra})
 
     def finalize(self, model, encoder_out, state):
-        lengths, cleaned = model.cut_at_end(state.tokens)
+        lengths, cleaned = model.read_out(state.tokens)
         pos_logp, score = model.model_score(cleaned, encoder_out, state.extra["length_d"])
         return cleaned, pos_logp, lengths, score
 
@@ -108,8 +121,7 @@ class SundaeSample(_SundaeBase):
 
     def _propose(self, model, encoder_out, state, step, generator):
         logits = model.canvas_logits(state.tokens, encoder_out, state.extra["length_d"])
-        tokens = model.sample(logits, self.temperature, generator=generator)
-        logp = torch.log_softmax(model.restrict(logits), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        tokens, logp = model.pick_tokens(logits, self.temperature, generator=generator)
         return tokens.masked_fill(state.tokens.eq(model.pad), model.pad), logp, {}
 
 
@@ -147,8 +159,8 @@ class SundaeArgmaxUnrolled(_SundaeBase):
     def _propose(self, model, encoder_out, state, step, generator):
         length_d = state.extra["length_d"]
         in_canvas = state.tokens.ne(model.pad)
-        logp_all = torch.log_softmax(model.restrict(model.canvas_logits(state.tokens, encoder_out, length_d)), -1)
-        logp, predicted = logp_all.max(-1)
+        logits = model.canvas_logits(state.tokens, encoder_out, length_d)
+        predicted, logp = model.pick_tokens(logits, 0.0)
         predicted = predicted.masked_fill(~in_canvas, model.pad)
         tokens = predicted
         if step > 0 and self.rho > 0:
@@ -156,9 +168,8 @@ class SundaeArgmaxUnrolled(_SundaeBase):
             # current tokens under the previous step's logits.
             uncertain = least_certain(state.scores, in_canvas, self.rho)
             if uncertain.any():
-                unrolled_logp = torch.log_softmax(model.restrict(model.canvas_logits(predicted, encoder_out, length_d)), -1)
-                unrolled = unrolled_logp.argmax(-1)
+                unrolled = model.pick_tokens(model.canvas_logits(predicted, encoder_out, length_d), 0.0)[0]
                 tokens = torch.where(uncertain, unrolled, predicted)
-        # The next step ranks certainty by lambda_t of the chosen tokens.
-        logp = logp_all.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                # The next step ranks certainty by lambda_t of the chosen tokens.
+                logp = model.token_logp(logits, tokens)
         return tokens, logp, {}

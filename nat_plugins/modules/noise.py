@@ -34,8 +34,9 @@ def uniform_random_tokens(shape, symbols, generator=None, device=None):
 
     Args:
         shape: output shape, e.g. ``(N, L)``.
-        symbols: [S] long tensor of the allowed token ids (special symbols
-            already excluded by the caller).
+        symbols: [S] long tensor of the allowed token ids (the caller
+            decides which: SUNDAE's whole vocabulary but ``<pad>``/``<bos>``,
+            or :func:`vocabulary_symbols`).
     Returns:
         long tensor of ``shape`` on ``symbols.device`` (or ``device``).
     """
@@ -60,7 +61,8 @@ def uniform_corruption(tokens, canvas, symbols, alpha=None, generator=None):
     Args:
         tokens: [B, L] clean canvas.
         canvas: [B, L] bool, positions that belong to the canvas.
-        symbols: [S] long, the noise vocabulary (special symbols excluded).
+        symbols: [S] long, the noise vocabulary (for SUNDAE, A.3: the whole
+            vocabulary but the symbols a canvas never holds).
         alpha: optional [B] corruption proportions (sampled when None).
     Returns:
         (corrupted [B, L] long, replaced [B, L] bool, alpha [B] float)

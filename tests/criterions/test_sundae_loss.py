@@ -49,10 +49,31 @@ def test_corruption_rate_is_uniform_per_sequence_and_noise_is_uniform_non_specia
     assert (freq - 0.1).abs().max() < 0.005
 
 
-def test_model_noise_vocabulary_excludes_special_symbols():
-    model, _, d = build()
-    assert model.noise_symbols.min() >= d.nspecial
-    assert model.noise_symbols.numel() == len(d) - d.nspecial - sum(s.startswith("madeupword") for s in d.symbols)
+@pytest.mark.parametrize("rule", ["all", "ordinary"])
+def test_training_corruption_draws_from_the_whole_vocabulary_but_pad_and_bos(monkeypatch, rule):
+    """A.3 / App. J: eta ~ U({1..v}); <pad> and <bos> are never canvas symbols.
+    ``ordinary`` is the earlier versions' vocabulary (no special symbols)."""
+    import nat_plugins.criterions.sundae_loss as sundae_loss
+
+    model, task, d = build(sundae_noise_symbols=rule)
+    real, noise = sundae_loss.uniform_corruption, []
+
+    def spy(clean, in_canvas, symbols, generator=None):
+        out = real(clean, in_canvas, symbols, generator=generator)
+        noise.append(out[0][out[1]])
+        return out
+
+    monkeypatch.setattr(sundae_loss, "uniform_corruption", spy)
+    crit, g = SUNDAELoss(task, unroll_steps=1), torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(150):
+            crit(model, sample_of(d), generator=g)
+    counts = torch.bincount(torch.cat(noise), minlength=len(d))
+    allowed = [i for i in range(len(d)) if i not in (d.pad(), d.bos())]
+    if rule == "ordinary":
+        allowed = list(range(d.nspecial, len(d)))
+    assert counts.sum() > 300 and counts[allowed].min() > 0  # eos and unk included for "all"
+    assert counts.sum() == counts[allowed].sum()
 
 
 # ---- the loss by hand ------------------------------------------------------------
@@ -111,7 +132,7 @@ def test_loss_equals_closed_form_on_a_constant_model():
 
 
 def test_loss_matches_hand_computation_on_tiny_model(monkeypatch):
-    model, task, d = build()
+    model, task, d = build(sundae_canvas_slack=0.0)  # the slack's wider canvas: test_sundae_model.py
     sample = sample_of(d)
     a, b, c, e = (d.index(w) for w in "abce")
     eos, pad = d.eos(), d.pad()

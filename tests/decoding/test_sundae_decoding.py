@@ -90,10 +90,11 @@ def test_argmax_unrolled_replaces_least_certain_positions_by_unrolled_tokens(mod
     predicted = lp.argmax(-1)
     unrolled = model.restrict(model.canvas_logits(predicted, enc, length_d)).argmax(-1)
     uncertain = least_certain(prev.scores, in_canvas, rho)
-    assert uncertain.sum(1).tolist() == [5, 5]
+    assert in_canvas.sum(1).tolist() == [13, 13]  # 10 + ceil(0.25 * 10) slack
+    assert uncertain.sum(1).tolist() == [6, 6]  # floor(0.5 * 13)
     expected = torch.where(uncertain, unrolled, predicted)
     assert torch.equal(states[2].tokens, expected)
-    assert torch.allclose(states[2].scores, lp.gather(-1, expected.unsqueeze(-1)).squeeze(-1))
+    assert torch.equal(states[2].scores, lp.gather(-1, expected.unsqueeze(-1)).squeeze(-1).masked_fill(~in_canvas, 0))
 
 
 def test_least_certain_and_random_subset():
@@ -112,7 +113,8 @@ def test_update_proportion_changes_only_a_subset(model_dict, monkeypatch):
     model, d = model_dict
     lengths = torch.tensor([16] * 20)
     # Every proposal differs from the prior sample, so changes = the subset.
-    monkeypatch.setattr(model, "sample", lambda logits, t, generator=None: torch.full(logits.shape[:-1], 2))
+    monkeypatch.setattr(model, "pick_tokens", lambda logits, t, generator=None: (
+        torch.full(logits.shape[:-1], 2), torch.zeros(logits.shape[:-1])))
     _, states = run_state(model, SundaeSample(options(iterations=1, temperature=1.0,
                                                       extra={"sundae_update_proportion": 0.25})), lengths)
     changed = states[1].tokens.ne(states[0].tokens).float().mean()
@@ -120,13 +122,14 @@ def test_update_proportion_changes_only_a_subset(model_dict, monkeypatch):
 
 
 @torch.no_grad()
-def test_initial_canvas_is_uniform_over_non_special_tokens(model_dict):
+def test_initial_canvas_is_uniform_over_the_vocabulary_but_pad_and_bos(model_dict):
     model, d = model_dict
     strategy = SundaeSample(options())
     state = strategy.initialize(model, None, torch.tensor([32] * 300), generator=torch.Generator().manual_seed(0))
-    toks = state.tokens.view(-1)
-    assert toks.ge(d.nspecial).all()
-    counts = torch.bincount(toks, minlength=len(d))[d.nspecial:].float()
+    toks = state.tokens[state.tokens.ne(d.pad())]
+    assert toks.ne(d.bos()).all()
+    allowed = [i for i in range(len(d)) if i not in (d.pad(), d.bos())]
+    counts = torch.bincount(toks, minlength=len(d))[allowed].float()
     assert counts.min() > 0 and (counts.max() - counts.min()) / counts.mean() < 0.35
 
 
@@ -182,7 +185,7 @@ def test_early_stop_freezes_converged_rows(model_dict):
 
 
 @torch.no_grad()
-def test_history_and_output_cut_at_first_eos(model_dict):
+def test_history_and_output_is_the_canvas_without_its_end_positions(model_dict):
     model, d = model_dict
     gen = NATGenerator(d, SundaeSample(options(iterations=3, temperature=0.5, seed=0)), retain_history=True)
     out = gen.generate([model], batch(d))
@@ -191,6 +194,18 @@ def test_history_and_output_cut_at_first_eos(model_dict):
         toks = h["tokens"].tolist()
         assert toks[-1] == d.eos() and d.eos() not in toks[:-1] and d.pad() not in toks
         assert len(h["history"]) == 4  # prior + 3 steps
+    # The final canvas of every candidate, read out by hand: its non-<eos> tokens in order.
+    strategy = SundaeSample(options(iterations=3, temperature=2.0))
+    enc, states = run_state(model, strategy, torch.tensor([12, 12, 12, 12]), seed=4)
+    state = states[-1]
+    state.tokens[:, [0, 3, 4]] = model.eos  # end padding at the start and in the middle
+    state.tokens[1, 10:] = model.eos
+    final = state.tokens
+    tokens, _, lengths, _ = strategy.finalize(model, enc, state)
+    assert lengths.tolist() == [12, 7, 12, 12]
+    for row, toks, n in zip(final.tolist(), tokens.tolist(), lengths.tolist()):
+        kept = [t for t in row if t not in (model.eos, model.pad)]
+        assert toks[:n] == kept and all(t == model.eos for t in toks[n:len(row)])
 
 
 def test_bad_options_are_user_errors():
@@ -200,3 +215,81 @@ def test_bad_options_are_user_errors():
         SundaeSample(options(extra={"sundae_update_proportion": 0.0}))
     with pytest.raises(NATUserError):
         SundaeArgmaxUnrolled(options(extra={"argmax_unrolled_rho": 1.5}))
+
+
+# ---- issue #20: the strategies without a [N, W, V] log-softmax -----------------------
+class _WholeTensorSample(SundaeSample):
+    """``sundae_sample`` as it was before issue #20 (the oracle): full log-softmax."""
+
+    def _propose(self, model, encoder_out, state, step, generator):
+        logits = model.canvas_logits(state.tokens, encoder_out, state.extra["length_d"])
+        restricted = model.restrict(logits)
+        if self.temperature <= 0:
+            tokens = restricted.argmax(-1)
+        else:
+            cdf = torch.softmax(restricted / self.temperature, dim=-1).cumsum(-1)
+            u = (1.0 - torch.rand(cdf.shape[:-1] + (1,), generator=generator)) * cdf[..., -1:]
+            tokens = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.size(-1) - 1)
+        logp = torch.log_softmax(restricted, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return tokens.masked_fill(state.tokens.eq(model.pad), model.pad), logp, {}
+
+    def finalize(self, model, encoder_out, state):
+        return _whole_tensor_finalize(model, encoder_out, state)
+
+
+class _WholeTensorArgmaxUnrolled(SundaeArgmaxUnrolled):
+    """``sundae_argmax_unrolled`` as it was before issue #20 (the oracle)."""
+
+    def _propose(self, model, encoder_out, state, step, generator):
+        length_d = state.extra["length_d"]
+        in_canvas = state.tokens.ne(model.pad)
+        logp_all = torch.log_softmax(model.restrict(model.canvas_logits(state.tokens, encoder_out, length_d)), -1)
+        logp, predicted = logp_all.max(-1)
+        predicted = predicted.masked_fill(~in_canvas, model.pad)
+        tokens = predicted
+        if step > 0 and self.rho > 0:
+            uncertain = least_certain(state.scores, in_canvas, self.rho)
+            if uncertain.any():
+                unrolled_logp = torch.log_softmax(model.restrict(model.canvas_logits(predicted, encoder_out, length_d)), -1)
+                tokens = torch.where(uncertain, unrolled_logp.argmax(-1), predicted)
+        logp = logp_all.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return tokens, logp, {}
+
+    def finalize(self, model, encoder_out, state):
+        return _whole_tensor_finalize(model, encoder_out, state)
+
+
+def _whole_tensor_finalize(model, encoder_out, state):
+    lengths, cleaned = model.read_out(state.tokens)
+    logp = torch.log_softmax(model.restrict(model.canvas_logits(cleaned, encoder_out, state.extra["length_d"])), -1)
+    pos = logp.gather(-1, cleaned.unsqueeze(-1)).squeeze(-1)
+    in_canvas = cleaned.ne(model.pad)
+    pos = pos.masked_fill(~in_canvas, 0.0)
+    return cleaned, pos, lengths, pos.sum(1) / in_canvas.sum(1).clamp(min=1)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 100])
+@pytest.mark.parametrize("name,extra", [
+    ("sample", {}), ("sample", {"sundae_update_proportion": 0.5}), ("argmax", {"argmax_unrolled_rho": 0.4}),
+])
+@torch.no_grad()
+def test_strategies_match_the_whole_tensor_computation(model_dict, monkeypatch, chunk, name, extra):
+    import nat_plugins.models.sundae as sundae
+
+    monkeypatch.setattr(sundae, "_CHUNK_ELEMENTS", chunk)  # 100: two positions per chunk
+    model, d = model_dict
+    new_cls, old_cls = ((SundaeSample, _WholeTensorSample) if name == "sample"
+                        else (SundaeArgmaxUnrolled, _WholeTensorArgmaxUnrolled))
+
+    def decode(cls):
+        opts = options(iterations=4, temperature=0.7, samples=3, length_beam=2, seed=11, extra=dict(extra))
+        return NATGenerator(d, cls(opts), retain_history=True).generate([model], batch(d))
+
+    new, old = decode(new_cls), decode(old_cls)
+    for hyps_new, hyps_old in zip(new, old):
+        assert len(hyps_new) == len(hyps_old) == 6
+        for a, b in zip(hyps_new, hyps_old):
+            assert torch.equal(a["tokens"], b["tokens"])
+            assert [torch.equal(x["tokens"], y["tokens"]) for x, y in zip(a["history"], b["history"])] == [True] * 5
+            assert torch.equal(a["positional_scores"], b["positional_scores"])  # bit-identical
+            assert torch.equal(a["score"], b["score"])
