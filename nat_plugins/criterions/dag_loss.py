@@ -23,6 +23,14 @@ Glancing (training only, ratio ``p`` from ``--glance-p``, e.g. ``0.5:0.1@200k``)
 
 The encoder runs once, with gradient; both decoder passes read its output.
 
+Logs, as the DA-Transformer reference does: ``glat_acc``, the share of aligned vertices whose
+hint-free first-pass argmax is their aligned target token (the ``same / T`` of step 1), and
+``glanced_per_sent``, glanced vertices per sentence (``glanced_frac`` gives them per target token).
+
+Neither pass materialises a ``[B, P, V]`` log-softmax: the glancing pass reads only the
+targets' log-probabilities and the argmax, the gradient pass uses a fused log-softmax + gather
+(:mod:`nat_plugins.modules.vocab_projection`); the results equal the unfused computation's.
+
 The schedule follows the update number, which fairseq passes to the model
 (``set_num_updates``, every step and on checkpoint load) and to this criterion
 (:meth:`DAGLoss.set_num_updates`), so it survives resuming.
@@ -44,6 +52,7 @@ from fairseq.dataclass import FairseqDataclass
 
 from ..errors import NATUserError
 from ..modules.glancing import GlanceSchedule, GlancingSampler
+from ..modules.vocab_projection import glancing_scores, target_logprobs
 from ..ops import dag_best_alignment, dag_log_likelihood
 
 __all__ = ["DAGLoss", "target_match", "force_glanced", "mean_finite_nll"]
@@ -60,12 +69,10 @@ class DAGLossConfig(FairseqDataclass):
 def target_match(token_logits, target):
     """``match [B, T, P]`` fp32: ``log P(y_t | v_j)`` from ``token_logits [B, P, V]`` and ``target [B, T]``.
 
-    Gathers before normalising so no second ``[B, P, V]`` tensor is kept for backward.
+    A fused log-softmax + gather (:func:`~nat_plugins.modules.vocab_projection.target_logprobs`):
+    no ``[B, P, V]`` log-probabilities are materialised or kept for backward.
     """
-    logits = token_logits.float()
-    B, P, _ = logits.shape
-    picked = logits.gather(-1, target[:, None, :].expand(B, P, target.size(1)))  # [B, P, T]
-    return (picked - torch.logsumexp(logits, dim=-1, keepdim=True)).transpose(1, 2)
+    return target_logprobs(token_logits, target)
 
 
 def mean_finite_nll(match, links, graph_len, tgt_len):
@@ -133,17 +140,22 @@ class DAGLoss(FairseqCriterion):
         ratio = self.glance_ratio(model) if model.training else 0.0
         glanced = torch.zeros_like(canvas, dtype=torch.bool)
         alignment = None
+        first_pass = (0, 0)  # (aligned vertices whose hint-free argmax is their token, aligned vertices)
         if ratio > 0 and rows.numel() > 0:
             devices = [canvas.device.index or 0] if canvas.device.type == "cuda" else []
             with torch.no_grad(), torch.random.fork_rng(devices=devices):
                 logits, links = model.dag_forward(encoder_out, canvas)
-                match = target_match(pick(logits), pick(target))
+                # Only the targets' log-probabilities and the argmax: no [B, P, V] log-softmax.
+                match, best = glancing_scores(pick(logits), pick(target))
+                del logits
                 alignment = canvas.new_full(canvas.shape, -1)
                 alignment[rows] = dag_best_alignment(match, pick(links), pick(graph_len), pick(tgt_len))
                 aligned_tok = target.gather(1, alignment.clamp(min=0))
-                correct = logits.argmax(-1).eq(aligned_tok)
+                correct = torch.zeros_like(glanced)
+                correct[rows] = best.eq(pick(aligned_tok))
                 glanced = self.sampler.select(alignment, correct, ratio)
-                del logits, links, match
+                first_pass = (int((alignment.ge(0) & correct).sum()), int(alignment.ge(0).sum()))
+                del links, match
             canvas = self.sampler.glance_inputs(canvas, target, alignment, glanced)
 
         logits, links = model.dag_forward(encoder_out, canvas)
@@ -168,6 +180,9 @@ class DAGLoss(FairseqCriterion):
             "glance_p": ratio,
             "glanced": int(glanced.sum()),
             "glance_of": int(tgt_len[rows].sum()) if (n_ok and ratio > 0) else 0,
+            "glat_correct": first_pass[0],
+            "glat_aligned": first_pass[1],
+            "glanced_sentences": n_ok if alignment is not None else 0,
             "graph_vertices": int(graph_len.sum()),
             "target_tokens": int(tgt_len.sum()),
         }
@@ -188,6 +203,12 @@ class DAGLoss(FairseqCriterion):
         metrics.log_scalar_sum("nonfinite", total("nonfinite"))
         if total("glance_of") > 0:
             metrics.log_scalar("glanced_frac", total("glanced") / total("glance_of"), total("glance_of"), round=3)
+        if total("glat_aligned") > 0:
+            # DA-Transformer's glat_acc: hint-free first-pass accuracy on the aligned vertices.
+            metrics.log_scalar("glat_acc", total("glat_correct") / total("glat_aligned"), total("glat_aligned"), round=3)
+        if total("glanced_sentences") > 0:
+            metrics.log_scalar("glanced_per_sent", total("glanced") / total("glanced_sentences"),
+                               total("glanced_sentences"), round=2)
         if total("target_tokens") > 0:
             metrics.log_scalar("graph_ratio", total("graph_vertices") / total("target_tokens"), 1, round=2)
 

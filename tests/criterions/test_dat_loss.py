@@ -198,3 +198,75 @@ def test_schedule_follows_the_update_number_fairseq_restores():
     model.eval()
     _, _, log = crit(model, make_sample(d, PAIRS))
     assert log["glance_p"] == 0.0  # no glancing in validation
+
+
+def _unfused_match(token_logits, target):
+    """The loss's vocabulary step before issue #20 (oracle): gather, then subtract ``torch.logsumexp``."""
+    logits = token_logits.float()
+    B, P, _ = logits.shape
+    picked = logits.gather(-1, target[:, None, :].expand(B, P, target.size(1)))
+    return (picked - torch.logsumexp(logits, dim=-1, keepdim=True)).transpose(1, 2)
+
+
+@pytest.mark.parametrize("pairs", [PAIRS, [("a b c", "d e f"), ("h", "e f g"), ("a", "b")]])
+def test_fused_vocabulary_steps_give_the_unfused_loss_and_gradients(monkeypatch, pairs):
+    """Glancing on, dropout on, a skipped sentence in the second batch: same loss, gradients within 1e-6."""
+    results = []
+    for fused in (True, False):
+        model, d = build_dat("2", dropout=0.2, seed=3)
+        if not fused:
+            monkeypatch.setattr(dag_loss_mod, "target_match", _unfused_match)
+            monkeypatch.setattr(dag_loss_mod, "glancing_scores",
+                                lambda logits, target: (_unfused_match(logits, target), logits.argmax(-1)))
+        model.train()
+        torch.manual_seed(11)
+        loss, _, log = DAGLoss(_Task(d), glance_p="0.7")(model, make_sample(d, pairs))
+        loss.backward()
+        results.append((loss.detach(), log, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        monkeypatch.undo()
+    (loss_f, log_f, grads_f), (loss_u, log_u, grads_u) = results
+    assert log_f["glanced"] == log_u["glanced"] > 0 and log_f["glat_correct"] == log_u["glat_correct"]
+    assert torch.equal(loss_f, loss_u)
+    assert grads_f.keys() == grads_u.keys()
+    for name in grads_f:
+        assert (grads_f[name] - grads_u[name]).abs().max().item() <= 1e-6, name
+
+
+def test_glat_acc_and_glanced_per_sentence_are_logged(monkeypatch):
+    model, d = build_dat("3", seed=5)
+    crit = DAGLoss(_Task(d), glance_p="0.5")
+    seen = {}
+    real_select = crit.sampler.select
+
+    def spy(alignment, correct, ratio, generator=None):
+        seen["alignment"], seen["correct"] = alignment.clone(), correct.clone()
+        return real_select(alignment, correct, ratio, generator)
+
+    monkeypatch.setattr(crit.sampler, "select", spy)
+    sample = make_sample(d, PAIRS)
+    model.train()
+    _, _, log = crit(model, sample)
+    # by hand: the hint-free first pass (dropout 0 here), its best alignment and argmax
+    src = sample["net_input"]["src_tokens"]
+    P = model.graph_lengths(src, 3.0)
+    with torch.no_grad():
+        logits, links = model.dag_forward(model.encode(src, sample["net_input"]["src_lengths"]), model.graph_canvas(P))
+    target, tgt_len, _ = model.dag_target(sample["target"])
+    alignment = dag_loss_mod.dag_best_alignment(_unfused_match(logits, target), links, P, tgt_len)
+    assert torch.equal(alignment, seen["alignment"])
+    right = logits.argmax(-1).eq(target.gather(1, alignment.clamp(min=0))) & alignment.ge(0)
+    assert log["glat_aligned"] == int(tgt_len.sum()) and log["glat_correct"] == int(right.sum())
+    assert log["glanced_sentences"] == 3
+
+    logged = {}
+    monkeypatch.setattr(dag_loss_mod.metrics, "log_scalar",
+                        lambda key, value, *a, **k: logged.__setitem__(key, value))
+    other = dict(log, glanced=log["glanced"] + 3, glat_correct=0)
+    DAGLoss.reduce_metrics([log, other])
+    assert logged["glat_acc"] == pytest.approx(log["glat_correct"] / (2 * log["glat_aligned"]))
+    assert logged["glanced_per_sent"] == pytest.approx((2 * log["glanced"] + 3) / 6)
+    # validation (no glancing) logs neither
+    logged.clear()
+    model.eval()
+    DAGLoss.reduce_metrics([crit(model, sample)[2]])
+    assert "glat_acc" not in logged and "glanced_per_sent" not in logged

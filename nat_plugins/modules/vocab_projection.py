@@ -1,0 +1,141 @@
+"""Vocabulary reductions without a materialised ``[rows, V]`` log-softmax (ours: an implementation
+detail, not a paper's method; issue #20).
+
+The losses and decoders only need, per row of logits, a few numbers out of the ``V``-wide
+distribution: the log-probabilities of some given tokens (the DAG loss's ``log P(y_t | v_j)``,
+Huang et al. 2022 §2.2), the best token and its log-probability (mask-predict's confidence,
+Ghazvininejad et al. 2019 §3.2), or the argmax (glancing, §2.3).  Computing
+``log_softmax`` first writes and reads a second ``[rows, V]`` tensor and, on CPU, maps and
+unmaps hundreds of MB per call.  Here the rows are processed in chunks of about
+``CHUNK_ELEMENTS`` values through one reused buffer, which stays in cache.
+
+Exactness: the log-normaliser is computed with the same operations as ``torch.logsumexp``
+(row max, ``exp(x - max)`` summed along the row, ``log``, plus the max), and each row's
+reduction does not depend on which other rows share its chunk, so :func:`max_logsumexp` and
+:class:`TargetLogProbs` reproduce ``torch.logsumexp`` and ``log_softmax(...).gather(...)``
+bit for bit on CPU (the tests check this).  The gradient of :class:`TargetLogProbs` sums the same
+terms in another order, within 1e-6 of autograd's.
+"""
+import torch
+
+__all__ = ["CHUNK_ELEMENTS", "max_logsumexp", "TargetLogProbs", "target_logprobs", "glancing_scores"]
+
+#: Values per chunk (8 MB of fp32): small enough to stay in cache and below glibc's mmap threshold.
+CHUNK_ELEMENTS = 1 << 21
+
+
+def _spans(n, width, chunk_elements):
+    """``(start, end)`` spans over ``n`` items of ``width`` values each, about ``chunk_elements`` per span."""
+    step = n if chunk_elements is None else max(1, chunk_elements // max(width, 1))
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _chunk_size(x):
+    # GPUs gain nothing from chunking and lose launches; one span there.
+    return None if x.is_cuda else CHUNK_ELEMENTS
+
+
+def _log_normaliser_(chunk, row_max, buf):
+    """``logsumexp`` of ``chunk [n, V]`` along ``V`` given its ``row_max [n]``, using ``buf`` as scratch.
+
+    Same steps as ``torch.logsumexp`` (an infinite max is replaced by 0 before subtracting).
+    """
+    shift = row_max.masked_fill(torch.isinf(row_max), 0.0)
+    scratch = torch.sub(chunk, shift[:, None], out=buf[: chunk.size(0)]).exp_()
+    return scratch.sum(-1).log_().add_(shift)
+
+
+def max_logsumexp(logits, chunk_elements="auto"):
+    """Row max, argmax and log-normaliser of ``logits [..., V]`` (any float dtype; results fp32).
+
+    Returns:
+        ``(max [...], argmax [...] long, logsumexp [...])``; the best token's log-probability is
+        ``max - logsumexp``.
+    """
+    shape, V = logits.shape[:-1], logits.size(-1)
+    flat = logits.reshape(-1, V)
+    n = flat.size(0)
+    chunk = _chunk_size(logits) if chunk_elements == "auto" else chunk_elements
+    spans = _spans(n, V, chunk)
+    best = torch.empty(n, dtype=torch.float, device=logits.device)
+    index = torch.empty(n, dtype=torch.long, device=logits.device)
+    lse = torch.empty(n, dtype=torch.float, device=logits.device)
+    buf = torch.empty(spans[0][1] - spans[0][0] if spans else 0, V, dtype=torch.float, device=logits.device)
+    for lo, hi in spans:
+        part = flat[lo:hi].float()
+        torch.max(part, -1, out=(best[lo:hi], index[lo:hi]))
+        lse[lo:hi] = _log_normaliser_(part, best[lo:hi], buf)
+    return best.view(shape), index.view(shape), lse.view(shape)
+
+
+class TargetLogProbs(torch.autograd.Function):
+    """``match [B, T, P] = log_softmax(logits [B, P, V])[b, j, target[b, t]]``, fused.
+
+    Saves for backward only ``logits`` (which the caller holds anyway), ``target`` and the
+    ``[B, P]`` log-normalisers; backward writes ``d logits`` in one pass per chunk:
+    ``-softmax * sum_t g[b, t, j]`` plus ``g`` scattered onto the target tokens.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, chunk_elements):
+        B, P, V = logits.shape
+        T = target.size(1)
+        spans = _spans(B, P * V, chunk_elements)
+        match = torch.empty(B, P, T, dtype=torch.float, device=logits.device)
+        lse = torch.empty(B, P, dtype=torch.float, device=logits.device)
+        buf = torch.empty((spans[0][1] - spans[0][0]) * P if spans else 0, V, dtype=torch.float,
+                          device=logits.device)
+        for lo, hi in spans:
+            part = logits[lo:hi].float()
+            picked = part.gather(-1, target[lo:hi, None, :].expand(hi - lo, P, T))  # [b, P, T]
+            norm = _log_normaliser_(part.reshape(-1, V), part.reshape(-1, V).amax(-1), buf).view(hi - lo, P)
+            lse[lo:hi] = norm
+            torch.sub(picked, norm[:, :, None], out=match[lo:hi])
+        ctx.save_for_backward(logits, target, lse)
+        ctx.chunk_elements = chunk_elements
+        return match.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_match):
+        logits, target, lse = ctx.saved_tensors
+        B, P, V = logits.shape
+        g = grad_match.transpose(1, 2).float()  # [B, P, T]
+        total = g.sum(-1)  # [B, P]
+        grad = torch.empty(B, P, V, dtype=torch.float, device=logits.device)
+        for lo, hi in _spans(B, P * V, ctx.chunk_elements):
+            out = torch.sub(logits[lo:hi].float(), lse[lo:hi, :, None], out=grad[lo:hi]).exp_()
+            out.mul_(total[lo:hi, :, None].neg())
+            out.scatter_add_(-1, target[lo:hi, None, :].expand(hi - lo, P, target.size(1)), g[lo:hi])
+        return grad.to(logits.dtype), None, None
+
+
+def target_logprobs(logits, target, chunk_elements="auto"):
+    """``match [B, T, P]`` fp32: ``log P(y_t | v_j)`` from ``logits [B, P, V]`` and ``target [B, T]``.
+
+    Differentiable with respect to ``logits`` (:class:`TargetLogProbs`).
+    """
+    chunk = _chunk_size(logits) if chunk_elements == "auto" else chunk_elements
+    return TargetLogProbs.apply(logits, target, chunk)
+
+
+def glancing_scores(logits, target, chunk_elements="auto"):
+    """What the no-grad glancing pass needs: ``(match [B, T, P] fp32, argmax [B, P] long)``.
+
+    One read of each chunk gives the row max and argmax, one more the log-normaliser; no
+    ``[B, P, V]`` temporary is allocated.
+    """
+    B, P, V = logits.shape
+    T = target.size(1)
+    chunk = _chunk_size(logits) if chunk_elements == "auto" else chunk_elements
+    spans = _spans(B, P * V, chunk)
+    match = torch.empty(B, T, P, dtype=torch.float, device=logits.device)
+    index = torch.empty(B, P, dtype=torch.long, device=logits.device)
+    buf = torch.empty((spans[0][1] - spans[0][0]) * P if spans else 0, V, dtype=torch.float, device=logits.device)
+    with torch.no_grad():
+        for lo, hi in spans:
+            part = logits[lo:hi].float()
+            best, index[lo:hi] = part.max(-1)
+            norm = _log_normaliser_(part.reshape(-1, V), best.reshape(-1), buf).view(hi - lo, P)
+            picked = part.gather(-1, target[lo:hi, None, :].expand(hi - lo, P, T))
+            match[lo:hi] = (picked - norm[:, :, None]).transpose(1, 2)
+    return match, index

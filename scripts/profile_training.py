@@ -1,0 +1,190 @@
+"""Time one training update of DA-Transformer against one of CMLM, and break the DAT update down.
+
+Settings are the quickstart's (``examples/quickstart/models.sh``): ``dat_small`` / ``cmlm_small``
+(2+2 layers x 128, shared embeddings), ``--upsample-scale 4``, glancing 0.5, label smoothing 0.1,
+dropout 0.1, Adam, ``--max-tokens 4096``.  Batches are synthetic (random tokens from a
+``--vocab``-symbol dictionary) with the shape of fairseq's length-bucketed batches: every batch
+holds sentences of about one source length ``S`` (drawn in ``[--min-len, --max-len]``), targets
+``S + U{-3..3}`` long, as many sentences as ``--max-tokens`` allows.  Token values do not change
+the cost of either update.
+
+Timing interleaves the two models (the order alternates per repetition) so that load on a shared
+machine hits both; the DAT/CMLM ratio is reported per repetition and as the median.  The
+breakdown wraps the model's and the criterion's pieces with wall clocks (forward, split into the
+no-grad glancing pass and the gradient pass) and lists the profiler's top operators of the whole
+update.  Run it with ``OMP_NUM_THREADS=1``::
+
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python scripts/profile_training.py --reps 5
+"""
+import argparse
+import collections
+import functools
+import statistics
+import sys
+import time
+
+import torch
+from fairseq.data import Dictionary
+
+from nat_plugins.criterions import dag_loss as dag_loss_mod
+from nat_plugins.criterions.cmlm_loss import CMLMLoss
+from nat_plugins.criterions.dag_loss import DAGLoss
+from nat_plugins.models.cmlm import CMLMModel, cmlm_small
+from nat_plugins.models.dat import DATModel, dat_small
+
+
+class _Task:
+    def __init__(self, d):
+        self.source_dictionary = self.target_dictionary = d
+
+
+def build(vocab, seed):
+    d = Dictionary()
+    for i in range(vocab - len(d)):
+        d.add_symbol(f"w{i}")
+    task = _Task(d)
+    common = dict(dropout=0.1, max_source_positions=256, max_target_positions=256, share_all_embeddings=True)
+    torch.manual_seed(seed)
+    cmlm_args = argparse.Namespace(**common)
+    cmlm_small(cmlm_args)
+    dat_args = argparse.Namespace(upsample_scale="4", **common)
+    dat_small(dat_args)
+    cmlm = CMLMModel.build_model(cmlm_args, task)
+    dat = DATModel.build_model(dat_args, task)
+    return d, {
+        "dat": (dat, DAGLoss(task, glance_p="0.5:0.1@200k")),
+        "cmlm": (cmlm, CMLMLoss(task, label_smoothing=0.1)),
+    }
+
+
+def make_batches(d, n, max_tokens, min_len, max_len, seed):
+    g = torch.Generator().manual_seed(seed)
+    nspecial, vocab = d.nspecial, len(d)
+    batches = []
+    for _ in range(n):
+        s = int(torch.randint(min_len, max_len + 1, (), generator=g))
+        tgt_lens = (s + torch.randint(-3, 4, (max_tokens,), generator=g)).clamp(min=2)
+        bsz = max_tokens // (max(s, int(tgt_lens.max())) + 1)
+        tgt_lens = tgt_lens[:bsz]
+        src = torch.randint(nspecial, vocab, (bsz, s + 1), generator=g)
+        src[:, -1] = d.eos()
+        T = int(tgt_lens.max()) + 1
+        tgt = torch.randint(nspecial, vocab, (bsz, T), generator=g)
+        pos = torch.arange(T)[None, :]
+        tgt = tgt.masked_fill(pos == tgt_lens[:, None], d.eos()).masked_fill(pos > tgt_lens[:, None], d.pad())
+        batches.append({"net_input": {"src_tokens": src, "src_lengths": torch.full((bsz,), s + 1)},
+                        "target": tgt, "ntokens": int(tgt.ne(d.pad()).sum())})
+    return batches
+
+
+def update(model, crit, opt, batch):
+    opt.zero_grad(set_to_none=True)
+    loss, _, _ = crit(model, batch)
+    loss.backward()
+    opt.step()
+
+
+class Clocks:
+    """Wall time per label, split by grad mode, of wrapped callables (outermost call only)."""
+
+    def __init__(self):
+        self.total = collections.defaultdict(float)
+        self.depth = 0
+
+    def wrap(self, owner, name, label):
+        fn = getattr(owner, name, None)
+        if fn is None:
+            return
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if self.depth:
+                return fn(*args, **kwargs)
+            self.depth += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                mode = "grad" if torch.is_grad_enabled() else "no grad"
+                self.total[(label, mode)] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
+def breakdown(model, crit, opt, batches):
+    clocks = Clocks()
+    dec = model.decoder
+    clocks.wrap(model, "encode", "encoder")
+    clocks.wrap(dec, "features", "decoder layers")
+    clocks.wrap(dec, "output_layer", "vocabulary projection")
+    clocks.wrap(model.links, "forward", "links")
+    for name in ("target_match", "target_logprobs", "glancing_scores", "force_glanced", "mean_finite_nll",
+                 "dag_best_alignment"):
+        clocks.wrap(dag_loss_mod, name, name)
+    clocks.wrap(crit.sampler, "select", "glancing select")
+    fwd = bwd = step = 0.0
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities) as prof:
+        for batch in batches:
+            opt.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss, _, _ = crit(model, batch)
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            opt.step()
+            t3 = time.perf_counter()
+            fwd, bwd, step = fwd + t1 - t0, bwd + t2 - t1, step + t3 - t2
+    n = len(batches)
+    print(f"\nDAT update breakdown, seconds per update (mean of {n} batches, profiler on):")
+    print(f"  forward {fwd / n:.3f}  backward {bwd / n:.3f}  optimizer {step / n:.3f}  total {(fwd + bwd + step) / n:.3f}")
+    print("  | Part | no grad (glancing pass) | grad |\n  |---|---|---|")
+    for label in dict.fromkeys(k[0] for k in clocks.total):
+        ng, g = clocks.total.get((label, "no grad"), 0.0) / n, clocks.total.get((label, "grad"), 0.0) / n
+        print(f"  | {label} | {ng:.3f} | {g:.3f} |")
+    print("\nTop operators by self CPU time (whole update, profiler):")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--min-len", type=int, default=8)
+    p.add_argument("--max-len", type=int, default=24)
+    p.add_argument("--batches", type=int, default=4, help="batches per timed repetition")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-breakdown", action="store_true")
+    a = p.parse_args(argv)
+    d, systems = build(a.vocab, a.seed)
+    batches = make_batches(d, a.batches, a.max_tokens, a.min_len, a.max_len, a.seed)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, vocab {len(d)}, "
+          f"batches: " + ", ".join(f"{b['target'].size(0)}x{b['net_input']['src_tokens'].size(1)}" for b in batches))
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, (m, _) in systems.items()}
+    for k, (m, c) in systems.items():  # warm-up: allocator, lazy init
+        m.train()
+        update(m, c, opts[k], batches[0])
+    times = {k: [] for k in systems}
+    for rep in range(a.reps):
+        order = list(systems) if rep % 2 == 0 else list(systems)[::-1]
+        for k in order:
+            m, c = systems[k]
+            start = time.perf_counter()
+            for b in batches:
+                update(m, c, opts[k], b)
+            times[k].append((time.perf_counter() - start) / len(batches))
+    ratios = [t_dat / t_cmlm for t_dat, t_cmlm in zip(times["dat"], times["cmlm"])]
+    for k in systems:
+        print(f"{k}: seconds per update per repetition: " + " ".join(f"{t:.3f}" for t in times[k]))
+    print("DAT/CMLM ratio per repetition: " + " ".join(f"{r:.2f}" for r in ratios))
+    print(f"median DAT/CMLM ratio: {statistics.median(ratios):.2f}")
+    if not a.no_breakdown:
+        m, c = systems["dat"]
+        breakdown(m, c, opts["dat"], batches)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
