@@ -2,9 +2,11 @@
 
 One training step (§3.3 "Training": one diffusion timestep per step):
 
-1. sample a level ``t ~ U{1..T}`` (torch's global RNG, which fairseq reseeds from
-   ``--seed`` and the update number every step); the transition trained is
-   ``k = T - t`` (:func:`~nat_plugins.modules.modality_diffusion.transition_of_level`);
+1. sample a level ``t`` in ``1..T``, each with probability ``mu = 1/T`` (Appendix E's
+   glancing schedule, as read in :mod:`~nat_plugins.modules.modality_diffusion`), from
+   torch's global RNG, which fairseq reseeds from ``--seed`` and the update number
+   every step; the transition trained is ``k = T - t``
+   (:func:`~nat_plugins.modules.modality_diffusion.transition_of_level`);
 2. **the process up to level t**: transitions ``0 .. k-1`` give ``H_t`` and the previous
    output ``^y_t`` (argmax of transition ``k-1``; the ``<unk>`` canvas when ``k = 0``).
    ``H_t`` keeps its autograd graph, so the loss of transition ``k`` also trains the
@@ -16,17 +18,24 @@ One training step (§3.3 "Training": one diffusion timestep per step):
    tensor per transition.  Then, without gradient and inside
    ``torch.random.fork_rng`` (so the gradient pass redraws the same dropout masks, as
    ``dag_loss`` does), transition ``k`` and, when the process needs it, transition
-   ``k+1``;
+   ``k+1``; the outputs of transitions ``0 .. k+1`` are kept for the modality chain;
 3. the **intermediate target** ``~y_{t-1}`` (length ``|y|``; §3.3 "we use the decoding
    result with the original target length"):
 
    * ``t = 1``: ``y_0``;
-   * ``--diffusion-process modality`` (eq. 24): the next prediction ``P_{t-2}`` is
-     transition ``k+1``'s token distribution read at the vertices of the best
-     alignment of ``y_0`` to transition ``k+1``'s graph (eq. 13); ``^y_t`` is read
-     at the same vertices for the choice of ``gamma``
-     (:func:`~nat_plugins.modules.modality_diffusion.choose_gamma`); ``<pad>``,
-     ``<s>`` and ``</s>`` are never targets.  Before ``--diffusion-warmup-updates``
+   * ``--diffusion-process modality`` (eq. 24, :meth:`DiffGLATLoss.modality_targets`):
+     the chain of intermediate targets ``~y_T -> ~y_{T-1} -> ... -> ~y_{t-1}``
+     (:func:`~nat_plugins.modules.modality_diffusion.modality_chain`).  ``~y_T`` is the
+     first transition's argmax (our explicit first-transition rule, written down in
+     :mod:`~nat_plugins.modules.modality_diffusion`); each next target interpolates
+     ``y_0`` with transition ``j``'s distribution ``P``, read at the vertices of the
+     previous target's best alignment to transition ``j``'s graph (eq. 13), with
+     ``gamma`` the largest of the set keeping 90% of ``y_0 * ~y_t``, the previous
+     *target* (:func:`~nat_plugins.modules.modality_diffusion.choose_gamma`; not the
+     previous output ``^y_t``, against which the rule was vacuous at the first
+     transition: ``gamma = 1`` always).  Transition ``k`` is trained on the last link,
+     ``~y_{t-1}``, built from ``P_{t-2}`` (transition ``k+1``).  ``<pad>``, ``<s>`` and
+     ``</s>`` are never targets.  Before ``--diffusion-warmup-updates``
      updates every target is ``y_0`` (Appendix E: "for the first 100k steps, we train
      the model to predict the target y_0 at all steps t");
    * ``absorbing`` / ``uniform`` (Table 6): ``y_0`` with each token masked
@@ -35,7 +44,12 @@ One training step (§3.3 "Training": one diffusion timestep per step):
      depend on the model, so the warm-up does not apply to them;
 
 4. **residual glancing** (:class:`~nat_plugins.modules.residual_glancing.ResidualGlancingSampler`,
-   ratio ``alpha`` from ``--glance-alpha``): best alignment of ``~y_{t-1}`` to
+   ratio ``alpha`` from ``--glance-alpha``; the anneal restarts every ``UPDATES``
+   updates for iterative models, Appendix E: "decrease from 0.5 to 0.1 periodically
+   for iterative DiffGLAT"; ``--glance-alpha-periodic auto|on|off``, default ``auto``
+   = periodic when ``--diffusion-iterations > 1``.  We read "periodically" as over
+   training updates, the axis the anneal runs on; the paper gives no period, so it
+   is the anneal's own length): best alignment of ``~y_{t-1}`` to
    transition ``k``'s graph; ``S = round(alpha * d(~y_{t-1}, ^y_{t-1}))`` vertices among
    the aligned ones where ``^y_t != ~y_{t-1}``;
 5. **gradient pass of transition k**, on ``H_t`` with the glanced vertices' states
@@ -65,13 +79,15 @@ One training step (§3.3 "Training": one diffusion timestep per step):
    ``L(~y_{t-1}) + lambda * L(y_0)``, with ``L(y_0)`` the same graph's NLL of the data
    (no glance rule: the glanced vertices were fed ``~y_{t-1}``).  Why it exists: with
    eq. 24 alone, on the synthetic multimodality data, the process collapsed within
-   200 updates of the warm-up's end.  When the previous output ``^y_t`` has no token
-   right, the gamma rule holds for every gamma, the intermediate targets become the
-   model's own argmax, the transitions fit them at ~0 bits, and the last transition,
-   which shares their parameters, went from 0.7 to 4-5 bits (validation 23.9 bits).
-   Capping the gamma set at 0.5 did not prevent it (10.7 bits).  With ``lambda = 1``
-   the last transition stayed at 0.7-0.9 bits and the validation loss kept falling
-   (3.45 -> 2.50 bits over 500 updates; ``benchmarks/diffglat.md``, 2026-12-02).
+   200 updates of the warm-up's end.  Those runs applied the gamma rule against the
+   previous *output* ``^y_t``, so wherever it had no token right (always at the first
+   transition) gamma was 1, the intermediate targets became the model's own argmax,
+   the transitions fit them at ~0 bits, and the last transition, which shares their
+   parameters, went from 0.7 to 4-5 bits (validation 23.9 bits).  Capping the gamma
+   set at 0.5 did not prevent it (10.7 bits).  With ``lambda = 1`` the last transition
+   stayed at 0.7-0.9 bits and the validation loss kept falling (3.45 -> 2.50 bits over
+   500 updates; ``benchmarks/diffglat.md``, 2026-12-02).  Whether the faithful rule
+   (against ``~y_t``) still needs it is what the synthetic rerun is for.
 
 Size problems and non-finite sentences are handled as in ``dag_loss`` (skipped /
 zeroed and counted).  In validation (eval mode) the loss is the last transition's
@@ -81,7 +97,9 @@ graph decoding reads.
 Logged: ``loss``; ``loss_t{k}`` per transition ``k`` (generation order: ``loss_t0``
 reads the canvas, ``loss_t{T-1}`` predicts ``y_0``), each averaged only over the
 steps that sampled it; ``level`` (mean sampled ``t``); ``gamma`` (mean over sentences
-given a modality target); ``glance_p`` (= ``alpha``) and ``glanced_frac``;
+given a modality target); ``y0_share`` (mean share of a modality target's content
+tokens equal to ``y_0``: near 1, the process adds little; falling, it drifts to the
+model's own argmax); ``glance_p`` (= ``alpha``) and ``glanced_frac``;
 ``skipped``, ``nonfinite``.  The ``alpha`` schedule and the warm-up follow the update
 number fairseq restores on resume (``set_num_updates``).
 """
@@ -97,7 +115,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from ..errors import NATUserError
 from ..modules.glancing import GlanceSchedule
 from ..modules.modality_diffusion import (
-    DEFAULT_GAMMAS, choose_gamma, d3pm_corruption_rate, modality_target, transition_of_level,
+    DEFAULT_GAMMAS, d3pm_corruption_rate, level_distribution, modality_chain, transition_of_level,
 )
 from ..modules.noise import d3pm_corruption
 from ..modules.residual_glancing import ResidualGlancingSampler
@@ -115,8 +133,10 @@ class DiffGLATLossConfig(FairseqDataclass):
         default="0.5:0.1@200k",
         metadata={"help": "residual glancing ratio alpha: A, or START:END@UPDATES annealed linearly (0 disables)"},
     )
-    glance_alpha_periodic: bool = field(
-        default=False, metadata={"help": "restart the alpha anneal every UPDATES updates (App. E, iterative models)"}
+    glance_alpha_periodic: ChoiceEnum(["auto", "on", "off"]) = field(
+        default="auto",
+        metadata={"help": "restart the alpha anneal every UPDATES updates (App. E): auto = for iterative models "
+                          "(--diffusion-iterations > 1); the bare flag means on", "argparse_const": "on"},
     )
     diffusion_process: ChoiceEnum(["modality", "absorbing", "uniform"]) = field(
         default="modality", metadata={"help": "intermediate targets: modality diffusion, or D3PM absorbing/uniform"}
@@ -171,14 +191,20 @@ def vertex_of_position(alignment, width):
 class DiffGLATLoss(DAGLoss):
     """Reuses ``dag_loss``'s update tracking (:meth:`glance_ratio`) and metrics."""
 
-    def __init__(self, task, glance_alpha="0.5:0.1@200k", glance_alpha_periodic=False, diffusion_process="modality",
+    def __init__(self, task, glance_alpha="0.5:0.1@200k", glance_alpha_periodic="auto", diffusion_process="modality",
                  diffusion_warmup_updates=100000, modality_gammas="1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1",
                  modality_keep=0.9, diffusion_detach_inputs=False, glance_loss_on="all", modality_anchor=0.0):
         FairseqCriterion.__init__(self, task)
         try:
-            self.schedule = GlanceSchedule(glance_alpha, periodic=glance_alpha_periodic)
+            self.schedules = {periodic: GlanceSchedule(glance_alpha, periodic=periodic) for periodic in (False, True)}
         except ValueError as exc:
             raise NATUserError(f"--glance-alpha: {exc}") from exc
+        # a bool from an older config: True was "on", False the old default (never periodic)
+        periodic = {True: "on", False: "off"}.get(glance_alpha_periodic, str(glance_alpha_periodic))
+        if periodic not in ("auto", "on", "off"):
+            raise NATUserError(f"--glance-alpha-periodic {glance_alpha_periodic!r}: expected auto, on or off")
+        self.alpha_periodic = periodic
+        self.schedule = self.schedules[periodic == "on"]
         try:
             self.gammas = tuple(float(g) for g in str(modality_gammas).split(","))
         except ValueError:
@@ -203,8 +229,19 @@ class DiffGLATLoss(DAGLoss):
         self.num_updates = 0
 
     def sample_level(self, num_transitions):
-        """The diffusion level trained this step, uniform over ``1..T``."""
-        return int(torch.randint(1, num_transitions + 1, (1,)))
+        """The diffusion level trained this step: ``t`` in ``1..T`` with probability ``mu = 1/T``
+        (:func:`~nat_plugins.modules.modality_diffusion.level_distribution`)."""
+        return int(torch.multinomial(level_distribution(num_transitions), 1)) + 1
+
+    def periodic_alpha(self, model):
+        """Whether the ``alpha`` anneal restarts (Appendix E: periodic "for iterative DiffGLAT")."""
+        if self.alpha_periodic == "auto":
+            return int(getattr(model, "diffusion_iterations", 1)) > 1
+        return self.alpha_periodic == "on"
+
+    def glance_ratio(self, model):
+        self.schedule = self.schedules[self.periodic_alpha(model)]
+        return super().glance_ratio(model)
 
     def target_kind(self, level):
         """``"data"`` (``y_0``), ``"modality"`` or a D3PM process, for the target of level ``level - 1``."""
@@ -247,24 +284,28 @@ class DiffGLATLoss(DAGLoss):
             y_tilde = y0
         gamma = None
 
-        # The process up to level t (module docstring, step 2).
+        # The process up to level t (module docstring, step 2); the outputs of transitions
+        # 0..k-1 are kept ([B, P, C] each) for the modality chain.
         states, padding_mask = model.initial_states(canvas)
         nothing = torch.zeros_like(canvas, dtype=torch.bool)
+        chain_states = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_inputs):
-            h_t = model.run_transitions(states, encoder_out, padding_mask, 0, k)
+            h_t = states
+            for j in range(k):
+                h_t = model.transition(h_t, encoder_out, padding_mask, j)
+                chain_states.append(h_t)
         with torch.no_grad():
             prev_output = model.token_logits(h_t).argmax(-1) if k > 0 else canvas  # ^y_t [B, P]
-        h_in = states if k == 0 else h_t
         alignment, glanced = None, nothing
         if alpha > 0 or kind == "modality":
             devices = [canvas.device.index or 0] if canvas.device.type == "cuda" else []
             with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                out = model.transition(model.glanced_states(h_in, canvas, nothing), encoder_out, padding_mask, k)
+                # transition k first: the gradient pass below redraws these dropout masks
+                out = model.transition(model.glanced_states(h_t, canvas, nothing), encoder_out, padding_mask, k)
                 if kind == "modality":
-                    nxt = model.transition(out, encoder_out, padding_mask, k + 1)
-                    y_tilde, gamma = self.modality_step(
-                        model, *model.transition_outputs(nxt, graph_len), y0, real, prev_output, sizes)
-                    del nxt
+                    chain_states += [out, model.transition(out, encoder_out, padding_mask, k + 1)]
+                    y_tilde, gamma, y0_share = self.modality_targets(model, chain_states, y0, real, sizes)
+                del chain_states
                 if alpha > 0:
                     logits, links = model.transition_outputs(out, graph_len)
                     alignment = self.best_alignment(logits, links, y_tilde, sizes)
@@ -276,7 +317,7 @@ class DiffGLATLoss(DAGLoss):
 
         # Gradient pass of transition k (step 5).
         glance_tokens = canvas if alignment is None else self.sampler.glance_inputs(canvas, y_tilde, alignment, glanced)
-        out = model.transition(model.glanced_states(h_in, glance_tokens, glanced), encoder_out, padding_mask, k)
+        out = model.transition(model.glanced_states(h_t, glance_tokens, glanced), encoder_out, padding_mask, k)
         logits, links = model.transition_outputs(out, graph_len)
         n_ok = int(rows.numel())
         if n_ok > 0:
@@ -312,6 +353,7 @@ class DiffGLATLoss(DAGLoss):
             f"loss_t{k}_n": n_finite,
             "gamma_sum": float(gamma[rows].sum()) if gamma is not None else 0.0,
             "gamma_n": n_ok if gamma is not None else 0,
+            "y0_share_sum": float(y0_share[rows].sum()) if gamma is not None else 0.0,
         }
         return loss, 1, logging_output
 
@@ -325,21 +367,33 @@ class DiffGLATLoss(DAGLoss):
                                              pick(graph_len), pick(tgt_len))
         return alignment
 
-    def modality_step(self, model, next_logits, next_links, y0, real, prev_output, sizes):
-        """``(~y_{t-1} [B, T], gamma [B])`` from the next transition's graph (eq. 13 and 24).
+    def modality_targets(self, model, chain_states, y0, real, sizes):
+        """``(~y_{t-1} [B, T], gamma_{t-1} [B], share of its real tokens equal to y_0 [B])``.
 
-        ``P_{t-2}`` and ``^y_t`` are read at the vertices of ``y_0``'s best alignment to the
-        next graph; a sentence without a finite path keeps ``y_0``.
+        ``chain_states``: the outputs ``[B, P, C]`` of transitions ``0 .. k+1`` (``k`` the one
+        trained).  The chain ``~y_T -> ... -> ~y_{t-1}``
+        (:func:`~nat_plugins.modules.modality_diffusion.modality_chain`) reads transition
+        ``j``'s distribution at the vertices of the previous target's best alignment to
+        transition ``j``'s graph (eq. 13; ``y_0``'s for ``j = 0``).  ``<pad>``, ``<s>`` and
+        ``</s>`` are never targets.
         """
-        alignment = self.best_alignment(next_logits, next_links, y0, sizes)
-        vertex = vertex_of_position(alignment, y0.size(1))  # [B, T]
-        B, T = vertex.shape
-        picked = next_logits.gather(1, vertex[:, :, None].expand(B, T, next_logits.size(-1)))
-        next_lp = torch.log_softmax(picked.float(), dim=-1)
-        next_lp[..., sorted({model.pad, model.bos, model.eos})] = float("-inf")
-        usable = real & alignment.ge(0).any(1, keepdim=True)
-        gamma = choose_gamma(next_lp, y0, prev_output.gather(1, vertex), usable, self.gammas, self.keep)
-        return torch.where(usable, modality_target(next_lp, y0, gamma), y0), gamma
+        graph_len = sizes[0]
+        excluded = sorted({model.pad, model.bos, model.eos})
+
+        def read(j, target):
+            logits, links = model.transition_outputs(chain_states[j], graph_len)
+            alignment = self.best_alignment(logits, links, target, sizes)
+            vertex = vertex_of_position(alignment, target.size(1))  # [B, T]
+            B, T = vertex.shape
+            picked = logits.gather(1, vertex[:, :, None].expand(B, T, logits.size(-1)))
+            logprobs = torch.log_softmax(picked.float(), dim=-1)
+            logprobs[..., excluded] = float("-inf")
+            return logprobs, alignment.ge(0).any(1)
+
+        targets, gammas = modality_chain(read, y0, real, len(chain_states) - 1, self.gammas, self.keep)
+        y_tilde = targets[-1]
+        share = (real & y_tilde.eq(y0)).sum(1).float() / real.sum(1).clamp(min=1).float()
+        return y_tilde, gammas[-1], share
 
     @staticmethod
     def reduce_metrics(logging_outputs):
@@ -357,3 +411,4 @@ class DiffGLATLoss(DAGLoss):
             metrics.log_scalar("level", total("level") / len(logging_outputs), 1, round=2)
         if total("gamma_n") > 0:
             metrics.log_scalar("gamma", total("gamma_sum") / total("gamma_n"), total("gamma_n"), round=3)
+            metrics.log_scalar("y0_share", total("y0_share_sum") / total("gamma_n"), total("gamma_n"), round=3)

@@ -216,14 +216,14 @@ def test_modality_targets_after_warm_up_and_data_targets_before(monkeypatch):
     model.train()
     crit = criterion(d, level=3, diffusion_warmup_updates=10)
     seen = []
-    real_step = crit.modality_step
+    real_step = crit.modality_targets
 
     def step(*args):
         out = real_step(*args)
         seen.append(out)
         return out
 
-    monkeypatch.setattr(crit, "modality_step", step)
+    monkeypatch.setattr(crit, "modality_targets", step)
     matches = record_targets(monkeypatch)
     sample = make_sample(d, PAIRS)
     y0 = sample["target"][:, :4].masked_fill(sample["target"][:, :4].eq(d.eos()), d.pad())
@@ -233,8 +233,10 @@ def test_modality_targets_after_warm_up_and_data_targets_before(monkeypatch):
     model.set_num_updates(10)
     _, _, log = crit(model, sample)
     assert len(seen) == 1 and log["gamma_n"] == 3
-    y_tilde, gamma = seen[0]
+    y_tilde, gamma, share = seen[0]
     assert torch.equal(matches[-1], y_tilde)  # the loss is on ~y_{t-1}, length |y|
+    real = y0.ne(d.pad())
+    assert torch.allclose(share, (y_tilde.eq(y0) & real).sum(1).float() / real.sum(1).float())
     assert torch.equal(y_tilde.eq(d.pad()), y0.eq(d.pad()))
     assert not y_tilde.eq(d.eos()).any() and not y_tilde.eq(d.bos()).any()
     assert all(g in crit.gammas for g in gamma.tolist())
@@ -376,3 +378,120 @@ def test_options_are_checked_and_schedules_follow_updates():
     model.set_num_updates(100_000)
     crit.glance_ratio(model)
     assert crit.target_kind(2) == "modality" and crit.target_kind(1) == "data"
+
+
+class _HandGraphs:
+    """A model stand-in whose transition ``j`` outputs a hand-written DAG."""
+    bos, pad, eos = 0, 1, 2
+
+    def __init__(self, graphs):
+        self.graphs = graphs
+
+    def transition_outputs(self, j, graph_len):
+        return self.graphs[j]
+
+
+def _hand_graph(emissions, V=8):
+    """4 vertices, links 0->1 and 0->2 (1/2 each), 1->3 and 2->3; ``emissions``: per vertex
+    ``{token: weight}``, every other token weight 0.01.  Returns ``(logits [1, 4, V], links [1, 4, 4])``."""
+    weights = torch.full((1, 4, V), 0.01)
+    for j, row in enumerate(emissions):
+        for tok, w in row.items():
+            weights[0, j, tok] = w
+    links = torch.full((1, 4, 4), float("-inf"))
+    links[0, 0, 1] = links[0, 0, 2] = torch.log(torch.tensor(0.5))
+    links[0, 1, 3] = links[0, 2, 3] = 0.0
+    return weights.log(), links
+
+
+def test_eq13_reads_the_next_distribution_at_the_intermediate_targets_alignment():
+    x, a, c, z = 4, 5, 6, 7
+    y0 = torch.tensor([[x, a, z]])
+    real = torch.ones_like(y0, dtype=torch.bool)
+    # transition 0: y0 = x a z aligns through vertex 2 (a: 0.2 > 0.05 at vertex 1), whose argmax is c
+    first = _hand_graph([{x: 1.0}, {z: 0.7, a: 0.05}, {c: 0.6, a: 0.2}, {z: 1.0}])
+    # transition 1: y0 would align through vertex 1 (a: 0.5), ~y_T = x c z through vertex 2 (c: 0.6 > 0.3)
+    nxt = _hand_graph([{x: 1.0}, {a: 0.5, c: 0.3}, {c: 0.6, a: 0.1}, {z: 1.0}])
+    model = _HandGraphs([first, nxt])
+    sizes = (torch.tensor([4]), torch.tensor([3]), torch.tensor([0]), lambda t: t)
+    _, d = build_diffglat()
+    seen = []
+    crit = criterion(d)
+    real_align = crit.best_alignment
+
+    def spy(logits, links, target, sizes):
+        out = real_align(logits, links, target, sizes)
+        seen.append((target.tolist(), out.tolist()))
+        return out
+
+    crit.best_alignment = spy
+    y_tilde, gamma, share = crit.modality_targets(model, [0, 1], y0, real, sizes)
+    # ~y_T = transition 0's argmax at y0's vertices 0, 2, 3: x c z.  Next, ~y_T's alignment to
+    # transition 1 (vertices 0, 2, 3): P(a) / max P = 0.1 / 0.6 at position 1, so a is dropped
+    # for every gamma of the set, while x and z (already right in ~y_T) are the argmax: gamma = 1.
+    assert seen == [([[x, a, z]], [[0, -1, 1, 2]]), ([[x, c, z]], [[0, -1, 1, 2]])]
+    assert y_tilde.tolist() == [[x, c, z]] and gamma.tolist() == [1.0]
+    assert share.tolist() == [pytest.approx(2 / 3)]
+    # read at y0's alignment (vertex 1), the same step would have kept a: P(a) is the max there
+    seen.clear()
+    y_tilde, _, _ = crit.modality_targets(_HandGraphs([nxt, nxt]), [0, 1], y0, real, sizes)
+    assert seen[0] == ([[x, a, z]], [[0, 1, -1, 2]]) and y_tilde.tolist() == [[x, a, z]]
+
+
+def test_the_modality_chain_runs_transitions_0_to_k_plus_1_each_read_at_the_previous_target(monkeypatch):
+    model, d = build_diffglat(upsample_scale="3")
+    model.train()
+    calls = spy_transitions(monkeypatch, model)
+    crit = criterion(d, level=3)  # T = 6, k = 3: the chain ~y_6 .. ~y_2 reads transitions 0..4
+    aligned = []
+    real_align = crit.best_alignment
+
+    def spy_align(logits, links, target, sizes):
+        aligned.append((logits.clone(), target.clone()))
+        return real_align(logits, links, target, sizes)
+
+    crit.best_alignment = spy_align
+    chains = []
+    real_chain = loss_mod.modality_chain
+
+    def spy_chain(*args, **kwargs):
+        out = real_chain(*args, **kwargs)
+        chains.append(out)
+        return out
+
+    monkeypatch.setattr(loss_mod, "modality_chain", spy_chain)
+    losses = record_targets(monkeypatch)
+    sample = make_sample(d, PAIRS)
+    _, _, log = crit(model, sample)
+    assert [c[0] for c in calls] == [0, 1, 2, 3, 4, 3]  # grad 0..2, forked 3 and 4, gradient pass 3
+    (targets, gammas), = chains
+    assert len(targets) == 5 and len(gammas) == 4
+    y0 = sample["target"][:, :4].masked_fill(sample["target"][:, :4].eq(d.eos()), d.pad())
+    assert [t.tolist() for _, t in aligned] == [y0.tolist()] + [t.tolist() for t in targets[:-1]]
+    for j, (logits, _) in enumerate(aligned):  # transition j's graph is read at step j
+        assert torch.equal(logits, model.token_logits(calls[j][2]))
+    assert torch.equal(losses[-1], targets[-1]) and log["gamma_sum"] == pytest.approx(float(gammas[-1].sum()))
+
+
+def test_alpha_anneal_restarts_for_iterative_models_by_default():
+    from fairseq.dataclass.utils import gen_parser_from_dataclass
+    import argparse
+
+    _, d = build_diffglat()
+    iterative, _ = build_diffglat(diffusion_iterations=3)
+    single, _ = build_diffglat(diffusion_iterations=1)
+    for model in (iterative, single):
+        model.set_num_updates(150)
+    cases = {"auto": (0.3, 0.1), "on": (0.3, 0.3), "off": (0.1, 0.1), True: (0.3, 0.3), False: (0.1, 0.1)}
+    for mode, (alpha_iterative, alpha_single) in cases.items():
+        crit = DiffGLATLoss(_Task(d), glance_alpha="0.5:0.1@100", glance_alpha_periodic=mode)
+        # 0.5 -> 0.1 over 100 updates: at 150, 0.3 when restarted at 100, else 0.1
+        assert crit.glance_ratio(iterative) == pytest.approx(alpha_iterative), mode
+        assert crit.glance_ratio(single) == pytest.approx(alpha_single), mode
+    with pytest.raises(NATUserError, match="--glance-alpha-periodic"):
+        DiffGLATLoss(_Task(d), glance_alpha_periodic="sometimes")
+    parser = argparse.ArgumentParser()
+    gen_parser_from_dataclass(parser, loss_mod.DiffGLATLossConfig())
+    assert parser.parse_args([]).glance_alpha_periodic == "auto"
+    assert parser.parse_args(["--glance-alpha-periodic"]).glance_alpha_periodic == "on"
+    assert parser.parse_args(["--glance-alpha-periodic", "off"]).glance_alpha_periodic == "off"

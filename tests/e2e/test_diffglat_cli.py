@@ -42,6 +42,7 @@ def test_training_runs_the_modality_process_and_logs_per_transition_losses(tiny_
     logged = " ".join(messages)
     assert "loss_t" in logged and "level" in logged and "glanced_frac" in logged
     assert "| gamma " in logged  # after 5 warm-up updates the modality process chose gammas
+    assert "| y0_share " in logged
 
 
 def test_generate_with_joint_viterbi_by_default_and_the_trained_iterations(tiny_bin, tiny_diffglat, capsys, tmp_path):

@@ -1,10 +1,11 @@
-"""DiffGLAT's diffusion processes: modality targets (eq. 24), the gamma choice, D3PM corruption, time indexing."""
+"""DiffGLAT's diffusion processes: modality targets (eq. 24), the gamma rule and its chain, mu, D3PM, time indexing."""
 import pytest
 import torch
 from fairseq.data import Dictionary
 
 from nat_plugins.modules.modality_diffusion import (
-    DEFAULT_GAMMAS, choose_gamma, d3pm_corruption_rate, level_of_transition, modality_target, transition_of_level,
+    DEFAULT_GAMMAS, choose_gamma, d3pm_corruption_rate, first_level_target, level_distribution, level_of_transition,
+    modality_chain, modality_target, transition_of_level,
 )
 from nat_plugins.modules.noise import d3pm_corruption, vocabulary_symbols
 
@@ -158,3 +159,73 @@ def test_vocabulary_symbols_exclude_special_and_filler_symbols():
         d.add_symbol(w)
     ids = vocabulary_symbols(d).tolist()
     assert ids == [d.index("a"), d.index("b")]
+
+
+def _table(rows, V=6):
+    """``[1, n, V]`` log-probabilities from per-position probability rows."""
+    P = torch.tensor(rows, dtype=torch.float64)
+    assert P.shape[1] == V and torch.allclose(P.sum(1), torch.ones(len(rows), dtype=torch.float64))
+    return P.log().float()[None]
+
+
+# y0 = 1 2 3 4; three transitions' distributions, as read at the alignments the chain asks for
+HAND_Y0 = torch.tensor([[1, 2, 3, 4]])
+HAND_P = [
+    # transition 0 (P_{T-1}): argmax 1 5 3 0  ->  ~y_T = 1 5 3 0, right at positions 0 and 2
+    _table([[.05, .60, .10, .10, .10, .05], [.10, .10, .10, .10, .10, .50],
+            [.10, .10, .10, .50, .10, .10], [.50, .10, .10, .10, .10, .10]]),
+    # transition 1 (P_{T-2}): P(y0) / max P = 1, .95, 2/3, 1/30 (argmax 1 5 0 0)
+    _table([[.10, .50, .10, .10, .10, .10], [.04, .04, .38, .07, .07, .40],
+            [.48, .05, .05, .32, .05, .05], [.60, .10, .10, .10, .02, .08]]),
+    # transition 2 (P_{T-3}): P(y0) / max P = 1/3, 1, 7/9, .32 (argmax 5 2 0 0)
+    _table([[.05, .20, .05, .05, .05, .60], [.10, .10, .50, .10, .10, .10],
+            [.45, .05, .05, .35, .05, .05], [.50, .10, .05, .05, .16, .14]]),
+]
+
+
+def test_gamma_rule_on_a_hand_example_from_the_first_transition():
+    real = torch.ones_like(HAND_Y0, dtype=torch.bool)
+    reads = []
+
+    def read(j, target):
+        reads.append((j, target.tolist()))
+        return HAND_P[j], torch.tensor([True])
+
+    targets, gammas = modality_chain(read, HAND_Y0, real, steps=2)
+    # eq. 13: each step is read at the previous target's alignment; the first at y0's
+    assert reads == [(0, [[1, 2, 3, 4]]), (1, [[1, 5, 3, 0]]), (2, [[1, 2, 3, 0]])]
+    # first transition (our rule): ~y_T = argmax P_{T-1}
+    assert targets[0].tolist() == [[1, 5, 3, 0]]
+    # gamma_{T-1} keeps 90% of y0 * ~y_T = positions 0, 2 (both): position 2 needs gamma <= 2/3,
+    # so gamma = .6; then position 1 (.95 >= .6) becomes y0 and position 3 (1/30) stays argmax 0
+    assert gammas[0].tolist() == [pytest.approx(0.6)] and targets[1].tolist() == [[1, 2, 3, 0]]
+    # gamma_{T-2} keeps all 3 of positions 0, 1, 2: position 0 needs gamma <= 1/3, so gamma = .3;
+    # position 3 (.32 >= .3) becomes y0 too
+    assert gammas[1].tolist() == [pytest.approx(0.3)] and targets[2].tolist() == [[1, 2, 3, 4]]
+    # against the canvas (the old first-transition reading) nothing is right, gamma = 1: the argmax
+    canvas = torch.full_like(HAND_Y0, 3 + 100)
+    assert choose_gamma(HAND_P[1], HAND_Y0, canvas, real).tolist() == [1.0]
+    assert modality_target(HAND_P[1], HAND_Y0, 1.0).tolist() == [[1, 5, 0, 0]]
+
+
+def test_first_level_target_and_chain_keep_y0_where_not_real_or_unusable():
+    real = torch.tensor([[True, True, False, True]])
+    assert first_level_target(HAND_P[0], HAND_Y0, real).tolist() == [[1, 5, 3, 0]]  # position 2: y0 (3)
+    real = torch.tensor([[True, False, True, True]])
+    assert first_level_target(HAND_P[0], HAND_Y0, real).tolist() == [[1, 2, 3, 0]]
+    y0 = HAND_Y0.repeat(2, 1)
+    P = [p.repeat(2, 1, 1) for p in HAND_P]
+    usable = [torch.tensor([True, True]), torch.tensor([True, False]), torch.tensor([True, True])]
+    targets, _ = modality_chain(lambda j, t: (P[j], usable[j]), y0, torch.ones_like(y0, dtype=torch.bool), 2)
+    assert targets[1].tolist() == [[1, 2, 3, 0], [1, 2, 3, 4]]  # sentence 1 unusable at step 1: y0
+    # step 2 for sentence 1 then keeps all of y0 (4 already right): position 0 needs gamma <= 1/3
+    assert targets[2].tolist() == [[1, 2, 3, 4], [1, 2, 3, 4]]
+    with pytest.raises(ValueError):
+        modality_chain(lambda j, t: (P[j], usable[j]), y0, torch.ones_like(y0, dtype=torch.bool), 0)
+
+
+def test_mu_is_one_over_T_for_every_level():
+    for T in (1, 2, 6):
+        assert level_distribution(T).tolist() == [1.0 / T] * T
+    with pytest.raises(ValueError):
+        level_distribution(0)
