@@ -8,12 +8,20 @@ Start from a fully masked canvas; at step ``t`` (0-based) of ``T``:
 
 Unmasked tokens keep the probability they had when last predicted, as in
 the paper.
+
+Only the masked positions are projected to the vocabulary, a chunk of rows at a
+time, and only their best token and its log-probability are kept
+(:func:`~nat_plugins.modules.vocab_projection.best_token_logprobs`): the other
+positions' predictions are never used, and no ``[N, L, V]`` log-softmax is built.
+Models that expose only full log-probabilities (``refine_logprobs``, e.g. an
+exported decoder pass) are read the same way.
 """
 import torch
 
+from ..modules.vocab_projection import best_token_logprobs
 from .strategy import CanvasState, DecodingStrategy, register_strategy
 
-__all__ = ["MaskPredict", "remask_lowest"]
+__all__ = ["MaskPredict", "remask_lowest", "masked_predictions"]
 
 
 def remask_lowest(scores, lengths, num_mask):
@@ -33,6 +41,22 @@ def remask_lowest(scores, lengths, num_mask):
     return (rank_of < num_mask[:, None]) & real
 
 
+def masked_predictions(model, tokens, encoder_out, masked):
+    """Best token and its log-probability at the masked positions of a canvas.
+
+    Args:
+        tokens: [N, L] canvas; masked: [N, L] bool.
+    Returns:
+        (scores [M] fp32, tokens [M] long) for the ``M = masked.sum()`` positions, row-major.
+    """
+    decoder = getattr(model, "decoder", None)
+    if decoder is None or not hasattr(decoder, "features"):
+        scores, best = model.refine_logprobs(tokens, encoder_out).max(-1)
+        return scores[masked], best[masked]
+    features = decoder.features(tokens, encoder_out)[masked]
+    return best_token_logprobs(features, decoder.output_layer, len(decoder.dictionary))
+
+
 @register_strategy
 class MaskPredict(DecodingStrategy):
     name = "mask_predict"
@@ -45,10 +69,9 @@ class MaskPredict(DecodingStrategy):
 
     def step(self, model, encoder_out, state, step, num_steps, generator=None):
         masked = state.tokens.eq(model.mask_idx)
-        lprobs = model.refine_logprobs(state.tokens, encoder_out)  # [N, L, V]
-        new_scores, new_tokens = lprobs.max(-1)
-        tokens = torch.where(masked, new_tokens, state.tokens)
-        scores = torch.where(masked, new_scores, state.scores)
+        new_scores, new_tokens = masked_predictions(model, state.tokens, encoder_out, masked)
+        tokens = state.tokens.masked_scatter(masked, new_tokens)
+        scores = state.scores.masked_scatter(masked, new_scores)
         changed = tokens.ne(state.extra["prediction"]).any(1)
         prediction = tokens.clone()
         if step + 1 < num_steps:

@@ -3,7 +3,7 @@ import torch
 
 from nat_plugins.decoding.generator import NATGenerator
 from nat_plugins.decoding.mask_predict import MaskPredict, remask_lowest
-from nat_plugins.decoding.strategy import DecodingOptions
+from nat_plugins.decoding.strategy import CanvasState, DecodingOptions
 
 PAD, EOS, BOS, UNK = 1, 2, 0, 3
 V = 12
@@ -112,3 +112,52 @@ def test_early_stop_freezes_converged_rows_unmasked():
     hyp = out[0][0]
     assert hyp["steps"] < 10
     assert UNK not in hyp["tokens"].tolist()
+
+
+class UnfusedMaskPredict(MaskPredict):
+    """The step before issue #20 (oracle): full [N, L, V] log-softmax, max at every position."""
+
+    def step(self, model, encoder_out, state, step, num_steps, generator=None):
+        masked = state.tokens.eq(model.mask_idx)
+        new_scores, new_tokens = model.refine_logprobs(state.tokens, encoder_out).max(-1)
+        tokens = torch.where(masked, new_tokens, state.tokens)
+        scores = torch.where(masked, new_scores, state.scores)
+        changed = tokens.ne(state.extra["prediction"]).any(1)
+        prediction = tokens.clone()
+        if step + 1 < num_steps:
+            num_mask = (state.lengths.float() * (num_steps - step - 1) / num_steps).long()
+            remask = remask_lowest(scores, state.lengths, num_mask)
+            if self.options.early_stop:
+                remask &= changed[:, None]
+            tokens = tokens.masked_fill(remask, model.mask_idx)
+            scores = scores.masked_fill(remask, 0.0)
+        return CanvasState(tokens, scores, state.lengths, changed, {"prediction": prediction})
+
+
+def test_masked_only_projection_gives_the_full_log_softmax_hypotheses_on_a_real_cmlm(monkeypatch):
+    """A random tiny CMLM over 300 words, 12 sources of 1-9 tokens, 3 lengths x 5 iterations (and batch 1):
+    hypotheses, positional scores and scores equal the unfused step's exactly."""
+    import tests.model_builders as builders
+    from nat_plugins.models.cmlm import CMLMModel, cmlm_tiny
+    from nat_plugins.modules import vocab_projection
+
+    model, _, d = builders.build_tiny(CMLMModel, cmlm_tiny, words=" ".join(f"w{i}" for i in range(300)), seed=4)
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 10, (12,), generator=g)
+    src = torch.full((12, 10), d.pad())
+    for i, n in enumerate(lengths.tolist()):  # left-padded, as fairseq batches sources
+        src[i, 10 - n - 1:-1] = torch.randint(d.nspecial, len(d), (n,), generator=g)
+        src[i, -1] = d.eos()
+    sample = {"net_input": {"src_tokens": src, "src_lengths": lengths + 1}}
+    for chunk in (vocab_projection.CHUNK_ELEMENTS, 2000):  # 2000 values = 6 rows per chunk, with tails
+        monkeypatch.setattr(vocab_projection, "CHUNK_ELEMENTS", chunk)
+        for rows in (slice(None), slice(0, 1)):
+            part = {"net_input": {k: v[rows] for k, v in sample["net_input"].items()}}
+            outs = [NATGenerator(d, cls(DecodingOptions(iterations=5, length_beam=3))).generate([model], part)
+                    for cls in (MaskPredict, UnfusedMaskPredict)]
+            for new, old in zip(*outs):
+                assert len(new) == len(old)
+                for h_new, h_old in zip(new, old):
+                    assert torch.equal(h_new["tokens"], h_old["tokens"])
+                    assert torch.equal(h_new["positional_scores"], h_old["positional_scores"])
+                    assert h_new["score"] == h_old["score"]

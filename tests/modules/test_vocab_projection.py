@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nat_plugins.modules.vocab_projection import glancing_scores, max_logsumexp, target_logprobs
+from nat_plugins.modules.vocab_projection import best_token_logprobs, glancing_scores, max_logsumexp, target_logprobs
 
 
 def unfused_target_match(logits, target):
@@ -106,3 +106,18 @@ def test_half_precision_logits_are_normalised_in_fp32():
     assert torch.equal(target_logprobs(half, target), unfused_target_match(half, target))
     best, index, lse = max_logsumexp(half)
     assert best.dtype == torch.float32 and torch.equal(lse, torch.logsumexp(half.float(), -1))
+
+
+@pytest.mark.parametrize("chunk", [None, 5 * 300, 1 << 21])
+def test_best_token_logprobs_of_some_rows_equal_the_full_projection_log_softmax(chunk):
+    """Any subset of rows (1 to 13 of them, chunks of 5 rows with short tails) gives exactly the
+    best token and log-probability that a log-softmax over the whole projected batch gives."""
+    g = torch.Generator().manual_seed(5)
+    weight = torch.randn(300, 32, generator=g)
+    features = torch.randn(40, 32, generator=g)
+    project = lambda x: torch.nn.functional.linear(x, weight)  # noqa: E731
+    ref_score, ref_token = torch.log_softmax(project(features), -1).max(-1)
+    for m in range(0, 14):
+        rows = torch.randperm(40, generator=g)[:m]
+        score, token = best_token_logprobs(features[rows], project, 300, chunk_elements=chunk)
+        assert torch.equal(token, ref_token[rows]) and torch.equal(score, ref_score[rows]), m
