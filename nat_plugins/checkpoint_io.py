@@ -122,10 +122,10 @@ def describe_load_error(path, error):
     """
     if isinstance(error, UnreadableCheckpoint):
         return error
+    if os.path.isdir(path):
+        return UnreadableCheckpoint(f"checkpoint {path} is a directory, not a checkpoint file", path)
     if isinstance(error, FileNotFoundError) or not os.path.exists(path):
         return UnreadableCheckpoint(f"checkpoint {path} does not exist", path)
-    if isinstance(error, IsADirectoryError) or os.path.isdir(path):
-        return UnreadableCheckpoint(f"checkpoint {path} is a directory, not a checkpoint file", path)
     size = os.path.getsize(path)
     text = str(error)
     unsafe = _UNSAFE_GLOBAL.search(text)

@@ -1,0 +1,92 @@
+"""Case 1 of issue #17: an interrupt during a checkpoint save loses nothing.
+
+fairseq writes the due periodic checkpoint, then copies it to
+``checkpoint_last.pt``.  The interrupt is injected deterministically: the
+copy writes half of the file and then raises ``KeyboardInterrupt`` (what
+Ctrl-C does), whichever copy routine is in use (``shutil.copyfile``'s
+sendfile path, as fairseq uses, or ``shutil.copyfileobj``).
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from reliability_helpers import SCRIPTS, num_updates, train_cmlm
+
+
+def _half_copy_then_interrupt(monkeypatch):
+    def half(fsrc, fdst, *args, **kwargs):
+        data = fsrc.read()
+        fdst.write(data[: len(data) // 2])
+        fdst.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfileobj", half)
+    monkeypatch.setattr(shutil, "_fastcopy_sendfile", half)
+
+
+def _average_last(save, n, out):
+    return subprocess.run([sys.executable, os.path.join(SCRIPTS, "average_checkpoints.py"), "--dir", str(save),
+                           "--last", str(n), "--output", str(out)], capture_output=True, text=True)
+
+
+def test_interrupted_copy_keeps_the_previous_last_checkpoint(tiny_bin, tmp_path, monkeypatch):
+    save = tmp_path / "ckpt"
+    train_cmlm(tiny_bin, save, 2)
+    last = save / "checkpoint_last.pt"
+    assert num_updates(last) == 2
+
+    with monkeypatch.context() as patch:
+        _half_copy_then_interrupt(patch)
+        with pytest.raises(KeyboardInterrupt):
+            train_cmlm(tiny_bin, save, 4)  # resumes at 2, saves checkpoint_2_4.pt, copy to last interrupted
+    assert num_updates(save / "checkpoint_2_4.pt") == 4  # an epoch is 3 updates of the tiny data
+    # the previous complete file (written at the end of epoch 1), not half of the new one
+    assert num_updates(last) == 3
+    assert not glob.glob(str(save / ".*.tmp")), os.listdir(save)
+
+    # a plain resume works and goes on from the intact checkpoint_last.pt
+    train_cmlm(tiny_bin, save, 8)
+    assert num_updates(last) == 8
+    proc = _average_last(save, 3, tmp_path / "avg.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert "checkpoint_3_8.pt checkpoint_2_4.pt checkpoint_1_2.pt" in proc.stderr.replace(str(save) + os.sep, "")
+
+
+def test_resume_and_averaging_skip_an_unreadable_checkpoint(tiny_bin, tmp_path, caplog):
+    """What an interrupted non-atomic copy (or a full disk) leaves: a truncated
+    newest checkpoint.  Resume uses the newest readable one with one warning;
+    averaging names the bad file and takes the next one."""
+    save = tmp_path / "ckpt"
+    train_cmlm(tiny_bin, save, 4)
+    last, newest = save / "checkpoint_last.pt", save / "checkpoint_2_4.pt"
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 3])
+    last.write_bytes(b"")  # 0 bytes, as fairseq's interrupted copy leaves it
+
+    proc = _average_last(save, 1, tmp_path / "avg.pt")
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if "skipping" in line]
+    assert len(skipped) == 2 and any("checkpoint_2_4.pt" in line for line in skipped), proc.stderr
+    assert all(line.strip() for line in skipped) and "unreadable" in skipped[0]
+    assert "averaging 1 checkpoints: " + str(save / "checkpoint_1_2.pt") in proc.stderr
+
+    caplog.set_level("WARNING")
+    train_cmlm(tiny_bin, save, 8)  # resumes from checkpoint_1_2.pt (2 updates), trains to 8
+    warnings = [r.getMessage() for r in caplog.records if "resuming from" in r.getMessage()]
+    assert len(warnings) == 1 and "checkpoint_1_2.pt" in warnings[0] and "checkpoint_last.pt" in warnings[0]
+    assert num_updates(last) == 8
+
+
+def test_resume_with_nothing_readable_is_one_clear_error(tiny_bin, tmp_path):
+    from nat_plugins.errors import NATUserError
+
+    save = tmp_path / "ckpt"
+    save.mkdir()
+    (save / "checkpoint_last.pt").write_bytes(b"")
+    with pytest.raises(NATUserError, match="checkpoint_last.pt is unreadable .*empty.* No other checkpoint"):
+        train_cmlm(tiny_bin, save, 2)
+    assert (save / "checkpoint_last.pt").read_bytes() == b""  # never overwritten by a fresh start

@@ -1,0 +1,78 @@
+"""Case 6 of issue #17: a missing, truncated, empty, random or malicious
+checkpoint ends in one line and exit status 2; the safe loader stays on and
+its error never suggests turning it off."""
+import os
+
+import pytest
+import torch
+
+from conftest import run_generate
+from reliability_helpers import SCRIPTS, USER_DIR, assert_one_line_error, run_cli
+
+
+class _Payload:
+    """Pickles as a call to ``open(marker, "w")``: loading it with the full unpickler creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_malicious(path, marker):
+    torch.save({"model": {}, "args": None, "extra_state": _Payload(str(marker))}, str(path))
+
+
+def bad_checkpoint(kind, good, folder):
+    path = folder / f"{kind}.pt"
+    data = open(good, "rb").read()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "directory":
+        path.mkdir()
+    return str(path)
+
+
+def gen_argv(data, path):
+    return [data, "--user-dir", USER_DIR, "--task", "nat_translation", "--path", path, "--cpu", "--gen-subset", "test"]
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("missing", "does not exist"), ("truncated", "is unreadable"), ("empty", "the file is empty"),
+    ("random", "is unreadable"), ("directory", "is a directory"),
+])
+def test_damaged_checkpoint_is_a_user_error(kind, needle, tiny_bin, tiny_cmlm, tmp_path, capsys):
+    from nat_plugins.errors import NATUserError
+
+    path = bad_checkpoint(kind, tiny_cmlm, tmp_path)
+    with pytest.raises(NATUserError, match=needle) as info:
+        run_generate(gen_argv(tiny_bin, path), capsys)
+    assert path in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_malicious_pickle_is_refused_in_one_line_and_runs_nothing(tiny_bin, tmp_path):
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pt"
+    write_malicious(evil, marker)
+    proc = run_cli("fairseq-generate", *gen_argv(tiny_bin, str(evil)))
+    line = assert_one_line_error(proc, "refusing to load checkpoint")
+    assert "pickles io.open" in line and str(evil) in line  # open() pickles as io.open
+    assert "weights_only" not in proc.stderr and "weights_only" not in proc.stdout
+    assert not marker.exists()
+
+
+def test_averaging_refuses_a_malicious_input_and_a_directory_output(tiny_cmlm, tmp_path):
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pt"
+    write_malicious(evil, marker)
+    tool = os.path.join(SCRIPTS, "average_checkpoints.py")
+    proc = run_cli(tool, "--inputs", tiny_cmlm, str(evil), "--output", str(tmp_path / "avg.pt"))
+    assert_one_line_error(proc, "refusing to load checkpoint", prefix="average_checkpoints.py: error:")
+    assert not marker.exists() and "weights_only" not in proc.stderr
+    proc = run_cli(tool, "--inputs", tiny_cmlm, "--output", str(tmp_path))
+    assert_one_line_error(proc, "is a directory", prefix="average_checkpoints.py: error:")
