@@ -25,6 +25,8 @@ checkpoint).  Each shim fixes one documented breakage (REFERENCE §1):
   newlines and a strict UTF-8 decoder: a bare ``\r`` splits a line (every
   later id shifts) and one non-UTF-8 byte kills the run before anything is
   translated.  :func:`read_input_lines` replaces its reader.
+* fairseq's ``--help`` fires before the task's and model's options are
+  added, so it never lists them (:func:`_help_after_plugin_options`).
 
 This module imports torch and numpy only at top level; fairseq is touched
 lazily so that ``nat_plugins.ops`` stays importable without fairseq.
@@ -179,6 +181,42 @@ def patch_interactive():
         module.buffered_read = read_input_lines
 
 
+def _help_after_plugin_options():
+    """``--help`` lists the task's, model's and criterion's options too.
+
+    fairseq's ``parse_args_and_arch`` parses twice: the first pass (core
+    options only) reads ``--task``/``--arch``/``--criterion``, then their
+    options are added and the second pass parses everything.  ``-h`` fires
+    in the first pass, so fairseq's help never shows a task or model option
+    (e.g. none of ``nat_translation``'s decoding flags and their defaults).
+    The plugin is imported between the two passes' set-up (``--user-dir``),
+    so we make the help action skip the first pass of that function.
+    """
+    original = argparse._HelpAction.__call__
+    if getattr(original, "_nat_plugins_patched", False):
+        return
+    try:
+        from fairseq import options
+    except ImportError:
+        return
+
+    first_pass_code = options.parse_args_and_arch.__code__
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code is first_pass_code:
+                # ``args`` is bound once the first pass has returned.
+                if "args" not in frame.f_locals:
+                    return
+                break
+            frame = frame.f_back
+        original(self, parser, namespace, values, option_string)
+
+    __call__._nat_plugins_patched = True
+    argparse._HelpAction.__call__ = __call__
+
+
 _installed = False
 
 
@@ -195,6 +233,7 @@ def install():
 
     checkpoint_io.install()
     patch_interactive()
+    _help_after_plugin_options()
     _installed = True
 
 
