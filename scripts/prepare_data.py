@@ -13,7 +13,7 @@ and were made with the same settings; ``--force`` redoes everything):
 3. ``bpe/``: every split with the codes applied.
 4. ``fairseq-preprocess --joined-dictionary`` into the data-bin folder;
    the BPE codes are copied next to it as ``bpecodes`` so that
-   ``fairseq-interactive DATA_BIN --tokenizer moses --bpe subword_nmt
+   ``fairseq-interactive DATA_BIN --tokenizer moses --moses-no-escape --bpe subword_nmt
    --bpe-codes DATA_BIN/bpecodes`` works with nothing else.
 5. A consistency check of codes against dictionary (see
    :func:`check_bpe_matches_dictionary`), also available alone with
@@ -383,7 +383,7 @@ def write_summary(args, codes, dict_path):
         log(
             f"ready: {args.dest_dir} (joint dictionary of {summary['dictionary_size']} symbols); interactive use:\n"
             f"  fairseq-interactive {args.dest_dir} --path CHECKPOINT -s {args.source_lang} -t {args.target_lang} "
-            f"--tokenizer moses --bpe subword_nmt --bpe-codes {codes}"
+            f"--tokenizer moses --moses-no-escape --bpe subword_nmt --bpe-codes {codes}"
         )
 
 
