@@ -22,6 +22,7 @@ if HAS_FAIRSEQ:
     # the task's config enumerates them.
     from .decoding import mask_predict  # noqa: E402,F401
     from .decoding import sundae_sampling  # noqa: E402,F401
+    from .decoding import sunmask_sampling  # noqa: E402,F401
     from .decoding import dag_decoding  # noqa: E402,F401
     from .tasks import nat_translation  # noqa: E402,F401
     from .models import cmlm  # noqa: E402,F401
@@ -29,6 +30,8 @@ if HAS_FAIRSEQ:
     from .criterions import pml_loss  # noqa: E402,F401
     from .models import sundae  # noqa: E402,F401
     from .criterions import sundae_loss  # noqa: E402,F401
+    from .models import sunmask  # noqa: E402,F401
+    from .criterions import sunmask_loss  # noqa: E402,F401
     from .models import dat  # noqa: E402,F401
     from .criterions import dag_loss  # noqa: E402,F401
     from .models import diffglat  # noqa: E402,F401

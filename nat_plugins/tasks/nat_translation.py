@@ -106,6 +106,13 @@ class NATTranslationConfig(TranslationConfig):
     decode_top_p: float = field(
         default=1.0, metadata={"help": "DA-Transformer dag_sample*: nucleus (top-p) of each sampled transition"}
     )
+    sunmask_typical_mass: float = field(
+        default=0.95, metadata={"help": "SUNMASK sampling: mass of the locally typical set (1: plain sampling)"}
+    )
+    sunmask_accept: str = field(
+        default="1", metadata={"help": "SUNMASK sampling: acceptance probability P, or LO:HI for the triangular "
+                                       "ramp LO -> HI -> LO over the steps"}
+    )
 
 
 @register_task("nat_translation", dataclass=NATTranslationConfig)
@@ -209,6 +216,8 @@ class NATTranslationTask(TranslationTask):
                 "decode_beta": pick("decode_beta", cfg.decode_beta),
                 "decode_viterbi_beta": pick("decode_viterbi_beta", cfg.decode_viterbi_beta),
                 "decode_top_p": pick("decode_top_p", cfg.decode_top_p),
+                "sunmask_typical_mass": pick("sunmask_typical_mass", cfg.sunmask_typical_mass),
+                "sunmask_accept": pick("sunmask_accept", cfg.sunmask_accept),
                 "decode_exit_layer": pick("decode_exit_layer", cfg.decode_exit_layer),
             },
         )
