@@ -8,7 +8,7 @@ One training step (§3.3 "Training": one diffusion timestep per step):
    every step; the transition trained is ``k = T - t``
    (:func:`~nat_plugins.modules.modality_diffusion.transition_of_level`);
 2. **the process up to level t**: transitions ``0 .. k-1`` give ``H_t`` and the previous
-   output ``^y_t`` (argmax of transition ``k-1``; the ``<unk>`` canvas when ``k = 0``).
+   output ``^y_t`` (argmax of transition ``k-1``; the canvas when ``k = 0``).
    ``H_t`` keeps its autograd graph, so the loss of transition ``k`` also trains the
    transitions that computed its input (§3.2: ``H_t`` "is consistent in both training
    and inference"; the paper samples *which loss* to compute, §3.3 "Training", and

@@ -5,7 +5,8 @@ Self-conditioned generative process (§3.2, eq. 10).  The decoder's layers are s
 into groups of ``--layers-per-transition`` consecutive layers; each group is one
 denoising transition ``H_t -> H_{t-1}``:
 
-* ``H_T = emb(y_T)``: the position-only ``<unk>`` canvas of the DAT graph embedded
+* ``H_T = emb(y_T)``: the DAT graph's canvas (``<s> <unk>... </s>``; all ``<unk>`` for
+  checkpoints from before ``--dag-canvas``) embedded
   as every DAT input (:meth:`initial_states`);
 * transition ``k`` (``k = 0 .. T-1`` in generation order) runs layer group
   ``k mod G`` on the previous transition's raw output (:meth:`transition`).

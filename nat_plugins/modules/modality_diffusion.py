@@ -33,7 +33,7 @@ and the targets draw nearer ``y_0`` as ``t`` falls (:func:`choose_gamma`).
 
 **The first transition** (our explicit rule; the paper gives none).  Its input
 level ``y_T`` is the position-only canvas in the generative process (§3.2), which
-holds no token, so ``y_0 * y_T`` is empty, the rule holds for every ``gamma``, and
+holds no content token, so ``y_0 * y_T`` is empty, the rule holds for every ``gamma``, and
 ``gamma_{T-1} = 1`` always: the first intermediate target would be the model's own
 argmax, whatever the data.  We read ``~y_T`` from the posterior instead: eq. 8 at
 ``t = T``, ``q(y_T | y_0) = (gamma_T 1 + (1 - gamma_T) y_0) * P_{T-1} / Z_T``, with

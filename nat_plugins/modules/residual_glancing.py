@@ -16,7 +16,8 @@ two changes of DiffGLAT, for the transition that maps level ``t`` to ``t - 1``:
 
 On DA-Transformer (§3.3) "positions" are the vertices of the best alignment of
 ``~y_{t-1}`` to the transition's graph; ``^y_t`` is the previous transition's argmax
-at those vertices (the ``<unk>`` canvas for the first transition).
+at those vertices (the canvas, ``<s> <unk>... </s>`` or all
+``<unk>``, for the first transition).
 """
 from .glancing import GlancingSampler
 
