@@ -62,6 +62,7 @@ def dag_constrained_viterbi(
     output_length: torch.Tensor,
     beta: float = 1.0,
     max_length=None,
+    length_norm: str = "vertices",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best joint-Viterbi path that emits every constraint phrase, in order.
 
@@ -75,6 +76,8 @@ def dag_constrained_viterbi(
         output_length: ``[B]`` ``P_b``.
         beta: length exponent, as for :func:`nat_plugins.ops.dag_viterbi`.
         max_length: None, int or ``[B]``: most vertices a path may have (default ``P_b``).
+        length_norm: ``"vertices"`` (divide by ``|a|^beta``) or ``"transitions"``
+            (``max(1, |a| - 1)^beta``), the two rules of :func:`nat_plugins.ops.dag_viterbi`.
 
     Returns:
         ``(vertices [B, L] long, emits [B, L] long, lengths [B] long, scores [B])``:
@@ -82,6 +85,8 @@ def dag_constrained_viterbi(
         it emits or ``-1`` for its free token; the path length (0 when infeasible);
         the normalised score (``-inf`` when infeasible), in ``links.dtype``.
     """
+    if length_norm not in ("transitions", "vertices"):
+        raise ValueError(f"length_norm must be 'transitions' or 'vertices', got {length_norm!r}")
     P_len, M_len = check_viterbi_inputs(links, token_logprobs, output_length, max_length, beta)
     B, P, _ = links.shape
     dev = links.device
@@ -121,7 +126,8 @@ def dag_constrained_viterbi(
     rows = torch.arange(B, device=dev)
     ends = delta[rows, :, C_dev, P_dev - 1]  # [B, Lmax]: best raw score per path length
     n_vertices = torch.arange(1, Lmax + 1, device=dev, dtype=dt)
-    norm = ends / n_vertices.pow(float(beta))
+    divisor = (n_vertices - 1).clamp(min=1) if length_norm == "transitions" else n_vertices
+    norm = ends / divisor.pow(float(beta))
     norm = norm.masked_fill(n_vertices[None, :] > M_len.to(dev)[:, None], _NEG_INF)
     scores, best_n = norm.max(dim=1)
     found = torch.isfinite(scores)

@@ -29,7 +29,7 @@ def _placements(n, phrase_lens):
         yield tuple(slots)
 
 
-def brute(links, tok, con, phrases, P_len, max_len, beta):
+def brute(links, tok, con, phrases, P_len, max_len, beta, length_norm="vertices"):
     """Per sentence ``(path, emits, score)`` of the best constrained path, or (None, None, -inf)."""
     out = []
     for b in range(links.shape[0]):
@@ -41,7 +41,7 @@ def brute(links, tok, con, phrases, P_len, max_len, beta):
                 for slots in (_placements(n, lens) if lens else [tuple([-1] * n)]):
                     raw = base + sum(float(con[b, k, v]) if k >= 0 else float(tok[b, v])
                                      for v, k in zip(path, slots))
-                    s = raw / n ** beta
+                    s = raw / (max(1, n - 1) if length_norm == "transitions" else n) ** beta
                     if s > best:
                         best, best_p, best_e = s, path, slots
         out.append((best_p, best_e, best))
@@ -78,11 +78,11 @@ PHRASES = [
 ]
 
 
-def _check(links, tok, con, phrase_end, C_len, P_len, beta, max_length):
+def _check(links, tok, con, phrase_end, C_len, P_len, beta, max_length, length_norm="vertices"):
     verts, emits, lengths, scores = dag_constrained_viterbi(
-        links, tok, con, phrase_end, C_len, P_len, beta=beta, max_length=max_length)
+        links, tok, con, phrase_end, C_len, P_len, beta=beta, max_length=max_length, length_norm=length_norm)
     M = P_len if max_length is None else torch.clamp(P_len, max=max_length)
-    ref = brute(clean(links), tok, con, PHRASES, P_len, M, beta)
+    ref = brute(clean(links), tok, con, PHRASES, P_len, M, beta, length_norm)
     for b, (path, slots, best) in enumerate(ref):
         n = int(lengths[b])
         assert (verts[b, n:] == -1).all() and (emits[b, n:] == -1).all()
@@ -98,9 +98,10 @@ def _check(links, tok, con, phrase_end, C_len, P_len, beta, max_length):
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 2.5])
 @pytest.mark.parametrize("max_length", [None, 5])
-def test_constrained_viterbi_brute_force(beta, max_length):
+@pytest.mark.parametrize("length_norm", ["vertices", "transitions"])
+def test_constrained_viterbi_brute_force(beta, max_length, length_norm):
     for seed in (3, 4):
-        _check(*_batch(seed, PHRASES), beta, max_length)
+        _check(*_batch(seed, PHRASES), beta, max_length, length_norm)
 
 
 def test_neg_inf_links_and_token_scores():
