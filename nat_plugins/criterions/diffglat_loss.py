@@ -157,7 +157,8 @@ class DiffGLATLossConfig(FairseqDataclass):
     )
     modality_anchor: float = field(
         default=0.0,
-        metadata={"help": "modality process: weight of a y_0 loss added at the intermediate levels (0: eq. 24 only)"},
+        metadata={"help": "ours, not in the paper: weight of a y_0 loss added at the intermediate levels of the modality "
+                          "process (0, the default: eq. 24 only)"},
     )
     diffusion_detach_inputs: bool = field(
         default=False,
@@ -402,6 +403,9 @@ class DiffGLATLoss(DAGLoss):
         def total(key):
             return sum(float(log.get(key, 0)) for log in logging_outputs)
 
+        from ..compat import forget_idle_meters
+
+        forget_idle_meters(_LEVEL_LOSS)  # else a level not sampled in a log interval prints as None
         keys = sorted({key for log in logging_outputs for key in log if _LEVEL_LOSS.match(key)})
         for key in keys:
             n = total(key + "_n")
