@@ -21,8 +21,11 @@ Non-Autoregressive Machine Translation", ICML 2022, §2):
   are accepted and outputs/gradients come back in the input dtype.  Inputs are never
   modified.
 * ``impl``: ``"torch"`` (reference), ``"cuda"`` (kernels; error if unavailable) or
-  ``"auto"`` (kernels for CUDA tensors when they build, otherwise the reference with
-  one :class:`DagOpsFallbackWarning` per process).
+  ``"auto"`` (kernels for CUDA tensors when they build *and* agree with the reference
+  on a tiny self-check batch at the first CUDA call; otherwise the reference with one
+  :class:`DagOpsFallbackWarning` per process and reason).  The environment variable
+  ``NAT_PLUGINS_DAG_IMPL=torch|cuda`` overrides what ``"auto"`` picks (``cuda``: the
+  kernels without the self-check); see ``cuda_build.resolve_impl``.
 """
 from typing import Optional, Tuple, Union
 
@@ -70,7 +73,7 @@ def dag_log_likelihood(
         ValueError: impossible sizes, naming the sentence (see module docstring).
     """
     P_len, T_len = check_dag_inputs(match, links, output_length, target_length)
-    if resolve_impl(impl, match) == "cuda":
+    if resolve_impl(impl, match, "loss") == "cuda":
         from .dag_cuda import dag_log_likelihood_cuda
 
         return dag_log_likelihood_cuda(match, links, P_len, T_len)
@@ -98,7 +101,7 @@ def dag_best_alignment(
         all ``-1`` for a sentence with no finite path.  Ties go to the lowest predecessor.
     """
     P_len, T_len = check_dag_inputs(match, links, output_length, target_length)
-    if resolve_impl(impl, match) == "cuda":
+    if resolve_impl(impl, match, "alignment") == "cuda":
         from .dag_cuda import dag_best_alignment_cuda
 
         return dag_best_alignment_cuda(match, links, P_len, T_len)
@@ -112,11 +115,19 @@ def dag_viterbi(
     beta: float = 1.0,
     max_length: Union[None, int, torch.Tensor] = None,
     impl: str = "auto",
+    length_norm: str = "vertices",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Joint-Viterbi decoding (Shao et al., 2022, "Viterbi Decoding of Directed Acyclic Transformer").
 
     Over all paths ``a`` from vertex 0 to ``P_b - 1`` with ``|a| <= max_length`` vertices,
-    maximise ``(sum links along a + sum_i token_logprobs[a_i]) / |a|^beta``.
+    maximise ``(sum links along a + sum_i token_logprobs[a_i]) / n(a)^beta``.
+
+    ``n(a)``: ``length_norm="transitions"`` divides by the number of transitions
+    ``|a| - 1`` (at least 1, for the single-vertex path of a 1-vertex graph), as the
+    DA-Transformer reference implementation does (REFERENCE.md §9) and as the
+    ``dag_joint_viterbi`` decoding strategy asks; the default ``"vertices"`` divides by
+    ``|a|`` (this op's earlier and only rule, kept as the default so that existing
+    callers are unchanged).
 
     Args:
         links: ``[B, P, P]`` float.
@@ -127,6 +138,7 @@ def dag_viterbi(
         max_length: ``None`` (= ``P_b``), an int, or ``[B]`` ints ``>= 1``; values above
             ``P_b`` act as ``P_b``.
         impl: ``"auto"`` | ``"torch"`` | ``"cuda"``.
+        length_norm: ``"transitions"`` | ``"vertices"``.
 
     Returns:
         ``(vertices [B, L] long padded with -1, lengths [B] long, scores [B])`` with
@@ -134,9 +146,11 @@ def dag_viterbi(
         ``links.dtype``.  A sentence with no finite path gets length 0 and score ``-inf``.
         Ties prefer the shorter path, then the lower predecessor.
     """
+    if length_norm not in ("transitions", "vertices"):
+        raise ValueError(f"length_norm must be 'transitions' or 'vertices', got {length_norm!r}")
     P_len, M_len = check_viterbi_inputs(links, token_logprobs, output_length, max_length, beta)
-    if resolve_impl(impl, links) == "cuda":
+    if resolve_impl(impl, links, "viterbi") == "cuda":
         from .dag_cuda import dag_viterbi_cuda
 
-        return dag_viterbi_cuda(links, token_logprobs, P_len, M_len, beta)
-    return dag_viterbi_torch(links, token_logprobs, P_len, M_len, beta)
+        return dag_viterbi_cuda(links, token_logprobs, P_len, M_len, beta, length_norm)
+    return dag_viterbi_torch(links, token_logprobs, P_len, M_len, beta, length_norm)

@@ -5,21 +5,31 @@ The extension is compiled once per (torch, CUDA, Python) combination with
 ``~/.cache/nat_plugins``).  JIT-compile failures were the most common complaint
 about DA-Transformer's kernels, so a failure here never takes training down
 under ``impl="auto"``: it falls back to the PyTorch reference with one warning
-that quotes the compiler's first error lines.
+that quotes the compiler's first error lines.  A kernel that builds is used
+under ``"auto"`` only once it has matched the reference on a tiny batch in this
+process (``self_check.check_ops``, run at the first CUDA call).
+
+``NAT_PLUGINS_DAG_IMPL`` (environment) overrides what ``"auto"`` picks:
+``torch`` (never build or use the kernels), ``cuda`` (the kernels without the
+self-check, e.g. to time them), ``auto`` or unset (the default).  An explicit
+``impl="cuda"`` / ``impl="torch"`` argument is never overridden.
 """
 import os
 import re
 import sys
 import warnings
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
-__all__ = ["DagOpsFallbackWarning", "cache_dir", "load_extension", "resolve_impl", "csrc_dir"]
+__all__ = ["DagOpsFallbackWarning", "cache_dir", "load_extension", "resolve_impl", "csrc_dir", "ENV_IMPL"]
 
+ENV_IMPL = "NAT_PLUGINS_DAG_IMPL"
 _EXT = None
 _BUILD_ERROR: Optional[str] = None
 _WARNED = set()
+# op -> None (agrees with the reference) or the reason it does not; None until checked.
+_SELF_CHECK: Optional[Dict[str, Optional[str]]] = None
 
 
 class DagOpsFallbackWarning(UserWarning):
@@ -70,7 +80,8 @@ def load_extension(verbose: bool = False):
                      ("dag_binding.cpp", "dag_loss.cu", "dag_align.cu", "dag_viterbi.cu")],
             extra_include_paths=[src],
             extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3", "-std=c++17"],
+            # No -std here: torch passes the standard its headers need (C++17 or 20).
+            extra_cuda_cflags=["-O3"],
             build_directory=build,
             verbose=verbose,
         )
@@ -86,15 +97,31 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, DagOpsFallbackWarning, stacklevel=4)
 
 
-def resolve_impl(impl: str, tensor: torch.Tensor) -> str:
-    """Return "cuda" or "torch" for a call with inputs on ``tensor.device``.
+def _run_self_check(device) -> Dict[str, Optional[str]]:
+    from .self_check import check_ops
 
-    ``"auto"``: CUDA kernels for CUDA tensors when they build; otherwise the
-    reference, with one warning per process and reason (no GPU / build failed).
+    return check_ops(device)
+
+
+def _env_impl() -> str:
+    value = os.environ.get(ENV_IMPL, "auto").strip().lower() or "auto"
+    if value not in ("auto", "torch", "cuda"):
+        raise ValueError(f"{ENV_IMPL} must be 'auto', 'torch' or 'cuda', got {value!r}")
+    return value
+
+
+def resolve_impl(impl: str, tensor: torch.Tensor, op: str = "loss") -> str:
+    """Return "cuda" or "torch" for a call of ``op`` with inputs on ``tensor.device``.
+
+    ``"auto"``: the CUDA kernel for CUDA tensors when the extension builds and the
+    op passed the self-check; otherwise the reference, with one warning per
+    process and reason (no GPU / build failed / self-check of ``op`` failed).
     CPU tensors on a machine that has a GPU use the reference silently: that is
-    the caller's choice of device, not a fallback.
+    the caller's choice of device, not a fallback.  ``NAT_PLUGINS_DAG_IMPL``
+    overrides "auto" (see the module docstring).
     ``"cuda"``: the kernels or a clear error.  ``"torch"``: the reference.
     """
+    global _SELF_CHECK
     if impl not in ("auto", "torch", "cuda"):
         raise ValueError(f"impl must be 'auto', 'torch' or 'cuda', got {impl!r}")
     if impl == "torch":
@@ -109,6 +136,9 @@ def resolve_impl(impl: str, tensor: torch.Tensor) -> str:
             raise ValueError(f"impl='cuda' needs CUDA tensors, got tensors on {tensor.device}")
         load_extension()
         return "cuda"
+    env = _env_impl()
+    if env == "torch":
+        return "torch"
     if not has_gpu:
         _warn_once("no_gpu", "nat_plugins.ops: no CUDA device, using the PyTorch reference DAG ops "
                              "(shown once; impl='torch' silences this)")
@@ -119,5 +149,15 @@ def resolve_impl(impl: str, tensor: torch.Tensor) -> str:
         load_extension()
     except RuntimeError as exc:
         _warn_once("build", f"nat_plugins.ops: falling back to the PyTorch reference DAG ops. {exc}")
+        return "torch"
+    if env == "cuda":
+        return "cuda"
+    if _SELF_CHECK is None:
+        _SELF_CHECK = _run_self_check(tensor.device)
+    reason = _SELF_CHECK.get(op)
+    if reason is not None:
+        _warn_once("self_check_" + op, (
+            f"nat_plugins.ops: the CUDA {op} kernel disagrees with the PyTorch reference on the self-check "
+            f"batch ({reason}); using the reference for it. {ENV_IMPL}=cuda forces the kernels."))
         return "torch"
     return "cuda"

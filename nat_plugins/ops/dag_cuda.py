@@ -2,11 +2,15 @@
 
 Inputs are assumed validated (``dag_checks``) and resolved to impl="cuda"
 (``cuda_build.resolve_impl``).  The kernels read the inputs' own dtype and
-accumulate in fp32 (fp64 for fp64 inputs).
+accumulate in fp32 (fp64 for fp64 inputs); the likelihood's DP state is fp64
+(see ``csrc/dag_loss.cu``).  Nothing here is
+CUDA-specific: the CPU test shim (``tests/cuda_shim``) runs these same
+functions on CPU tensors with the kernels compiled for the host.
 """
 import torch
 
 from .cuda_build import load_extension
+from .dag_common_torch import acc_dtype
 
 __all__ = ["dag_log_likelihood_cuda", "dag_best_alignment_cuda", "dag_viterbi_cuda"]
 
@@ -51,14 +55,16 @@ def dag_best_alignment_cuda(match, links, output_length, target_length):
 
 
 @torch.no_grad()
-def dag_viterbi_cuda(links, token_logprobs, output_length, max_length, beta):
+def dag_viterbi_cuda(links, token_logprobs, output_length, max_length, beta, length_norm="vertices"):
     """CUDA joint-Viterbi; see ``nat_plugins.ops.dag_viterbi``.  max_length: [B] long, <= P_b."""
     dev = links.device
-    tok = None if token_logprobs is None else _prep(token_logprobs, links.dtype)
+    # Token scores in the accumulator dtype, as the reference: fp16 links must not round them.
+    tok = None if token_logprobs is None else _prep(token_logprobs, acc_dtype(links.dtype))
     Lmax = int(max_length.max())  # max_length comes from the host-side checks: no device sync
     max_length = max_length.to(dev, torch.long).contiguous()
     verts, lengths, scores = load_extension().joint_viterbi(
-        _prep(links), tok, output_length.to(dev, torch.long).contiguous(), max_length, Lmax, float(beta))
+        _prep(links), tok, output_length.to(dev, torch.long).contiguous(), max_length, Lmax, float(beta),
+        length_norm == "transitions")
     # Trim to the longest path found: one host sync for the whole batch, after the kernel.
     L_out = max(1, int(lengths.max()))
     return verts[:, :L_out], lengths, scores

@@ -1,7 +1,9 @@
 """PyTorch reference for joint-Viterbi decoding of DA-Transformer (Shao et al., 2022).
 
 Joint-Viterbi picks the path a from vertex 0 to P_b - 1 with |a| <= max_length maximising
-    (sum links along a + sum_i token_logprobs[a_i]) / |a|^beta.
+    (sum links along a + sum_i token_logprobs[a_i]) / n(a)^beta,
+n(a) = |a| vertices (``length_norm="vertices"``, the default) or max(1, |a| - 1)
+transitions (``"transitions"``, the DA-Transformer reference's rule).
 The length normalisation is not decomposable, so the DP keeps the best raw score
 for every (length k, vertex j):
     delta_k[j] = max_i delta_{k-1}[i] + links[i, j] + token_logprobs[j],
@@ -26,6 +28,7 @@ def dag_viterbi_torch(
     output_length: torch.Tensor,
     max_length: torch.Tensor,
     beta: float = 1.0,
+    length_norm: str = "vertices",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Joint-Viterbi decoding, reference implementation (Shao et al. 2022, "Viterbi Decoding of DAT").
 
@@ -37,6 +40,7 @@ def dag_viterbi_torch(
         output_length: ``[B]`` long ``P_b``.
         max_length: ``[B]`` long, ``1 <= L_b <= P_b``: most vertices a path may have.
         beta: length-normalisation exponent.
+        length_norm: ``"transitions"`` (divide by ``max(1, |a| - 1)^beta``) or ``"vertices"`` (``|a|^beta``).
 
     Returns:
         ``vertices [B, L]`` long padded with -1, ``lengths [B]`` long, ``scores [B]`` float
@@ -66,7 +70,8 @@ def dag_viterbi_torch(
     rows = torch.arange(B, device=dev)
     ends = delta[rows, :, P_len - 1]  # [B, Lmax]: best raw score per path length
     n_vertices = torch.arange(1, Lmax + 1, device=dev, dtype=dt)
-    norm = ends / n_vertices.pow(float(beta))
+    divisor = (n_vertices - 1).clamp(min=1) if length_norm == "transitions" else n_vertices
+    norm = ends / divisor.pow(float(beta))
     norm = norm.masked_fill(n_vertices.unsqueeze(0) > M_len.unsqueeze(1), float("-inf"))
     scores, best_k = norm.max(dim=1)
     found = torch.isfinite(scores)

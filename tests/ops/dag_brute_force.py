@@ -61,7 +61,12 @@ def best_alignment(match, links, P_len, T_len):
     return align, best
 
 
-def joint_viterbi(links, token_logprobs, P_len, max_len, beta):
+def _divisor(n_vertices, beta, norm):
+    """|a|^beta ("vertices") or max(1, |a| - 1)^beta ("transitions")."""
+    return (max(1, n_vertices - 1) if norm == "transitions" else n_vertices) ** beta
+
+
+def joint_viterbi(links, token_logprobs, P_len, max_len, beta, norm="vertices"):
     """(best path tuple or None, best normalised score) per sentence, by enumeration."""
     res = []
     for b in range(links.shape[0]):
@@ -71,15 +76,15 @@ def joint_viterbi(links, token_logprobs, P_len, max_len, beta):
                 raw = float(path_score(None, links[b].double(), p))
                 if token_logprobs is not None:
                     raw += float(sum(token_logprobs[b, v].double() for v in p))
-                s = raw / (n ** beta)
+                s = raw / _divisor(n, beta, norm)
                 if s > best:
                     best, best_p = s, p
         res.append((best_p, best))
     return res
 
 
-def normalised_path_score(links_b, tok_b, path, beta):
+def normalised_path_score(links_b, tok_b, path, beta, norm="vertices"):
     raw = float(path_score(None, links_b.double(), path))
     if tok_b is not None:
         raw += float(sum(tok_b[v].double() for v in path))
-    return raw / (len(path) ** beta)
+    return raw / _divisor(len(path), beta, norm)

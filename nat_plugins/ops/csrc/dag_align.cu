@@ -35,15 +35,16 @@ __global__ void best_alignment_kernel(const S* __restrict__ match, const S* __re
       A best = neg_inf<A>();
       int arg = -1;
       if (j >= t && j <= Pb - Tb + t) {
-        // Strict '>' keeps the lowest i among ties, as torch.argmax does.
+        // Strict '>' keeps the lowest i among ties, and a NaN wins, as torch.argmax does.
         for (int i = t - 1; i < j; ++i) {
           const A x = prev[i] + to_acc(lk[(size_t)i * P + j]);
-          if (x > best) {
+          if (beats(x, best)) {
             best = x;
             arg = i;
           }
         }
-        if (arg >= 0) best += to_acc(mt[(size_t)t * P + j]);
+        // Added even without a finite predecessor: -inf + NaN is NaN, as in the reference.
+        best += to_acc(mt[(size_t)t * P + j]);
       }
       cur[j] = best;
       bp[(size_t)t * P + j] = arg;
@@ -53,7 +54,7 @@ __global__ void best_alignment_kernel(const S* __restrict__ match, const S* __re
     prev = cur;
     cur = tmp;
   }
-  if (threadIdx.x == 0 && prev[Pb - 1] != neg_inf<A>()) {
+  if (threadIdx.x == 0 && is_finite_acc(prev[Pb - 1])) {
     int v = Pb - 1;
     for (int t = Tb - 1; t >= 0; --t) {
       al[v] = t;

@@ -40,6 +40,16 @@ __device__ __forceinline__ double log_acc(double x) { return log(x); }
 __device__ __forceinline__ float pow_acc(float x, double y) { return powf(x, (float)y); }
 __device__ __forceinline__ double pow_acc(double x, double y) { return pow(x, y); }
 
+// max/argmax with torch's NaN semantics (torch.amax propagates NaN, torch.argmax
+// picks the first NaN): a NaN candidate wins over any number, nothing beats a NaN.
+template <typename A> __device__ __forceinline__ bool beats(A x, A best) {
+  return x != x ? best == best : x > best;
+}
+
+template <typename A> __device__ __forceinline__ bool is_finite_acc(A x) {
+  return x == x && x != neg_inf<A>() && x != -neg_inf<A>();
+}
+
 // Streaming log-sum-exp: one exp per element, no second pass over the inputs.
 template <typename A> struct LogSumExp {
   A m, s;

@@ -3,13 +3,22 @@
 // Forward, one launch per step t (the steps are sequential; each launch is
 // fully parallel over sentences and vertices):
 //   alpha[b,t,j] = logsumexp_{i<j} (alpha[b,t-1,i] + links[b,i,j]) + match[b,t,j]
-// Backward: beta by the mirror recursion, then the posteriors
-//   d/d match[b,t,j]  = exp(alpha + beta - logZ)
-//   d/d links[b,i,j]  = sum_t exp(alpha[t,i] + links[i,j] + match[t+1,j] + beta[t+1,j] - logZ)
-// in log space throughout (exact; the GPU can afford the exps).  Only cells in
-// the band of complete paths (t <= j <= P_b - T_b + t) are ever computed; the
-// rest hold -inf, so padding in the inputs is never read.
-// Memory: alpha and beta, 2*B*T*P accumulators, besides inputs and gradients.
+// Backward, one launch per step t = T-1 .. 0, by the mirror recursion
+//   beta[b,t,i] = logsumexp_{j>i} (links[b,i,j] + match[b,t+1,j] + beta[b,t+1,j]),
+// and, in the same launch, the posteriors of that step:
+//   d/d match[b,t,i]  = exp(alpha[t,i] + beta[t,i] - logZ)
+//   d/d links[b,i,j] += exp(alpha[t,i] + links[i,j] + match[t+1,j] + beta[t+1,j] - logZ)
+// (each term of the link sum is a term of beta's logsumexp, so it costs one
+// exp more).  Only cells in the band of complete paths (t <= j <= P_b - T_b + t)
+// are ever computed; the rest hold -inf, so padding in the inputs is never read.
+//
+// Precision and memory.  alpha and beta reach thousands of nats (T=256 steps of
+// ~-7 each), where a float's spacing is ~1e-4, and the posteriors exp(alpha +
+// beta - logZ) would carry ~1e-3 relative errors.  So the DP state is double
+// whatever the input dtype: alpha [B,T,P] doubles (the 2*B*T*P floats of
+// memory the design allows) and only two rows of beta ([2,B,P] doubles), since
+// the gradients are taken as beta is swept.  Gradients accumulate in the
+// accumulator type (float for half/bfloat16/float, double for double).
 
 #include "dag_common.cuh"
 
@@ -18,170 +27,123 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename S, typename A>
+template <typename S>
 __global__ void alpha_step_kernel(const S* __restrict__ match, const S* __restrict__ links,
                                   const int64_t* __restrict__ out_len, const int64_t* __restrict__ tgt_len,
-                                  int T, int P, int t, A* __restrict__ alpha) {
+                                  int T, int P, int t, double* __restrict__ alpha) {
   const int b = blockIdx.y;
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= P) return;
   const int Pb = (int)out_len[b], Tb = (int)tgt_len[b];
-  A* al = alpha + (size_t)b * T * P;
-  A val = neg_inf<A>();
+  double* al = alpha + (size_t)b * T * P;
+  double val = neg_inf<double>();
   if (t < Tb && j >= t && j <= Pb - Tb + t) {
     if (t == 0) {
-      if (j == 0) val = to_acc(match[(size_t)b * T * P]);
+      if (j == 0) val = (double)to_acc(match[(size_t)b * T * P]);
     } else {
       // Threads of a warp share i and read consecutive j: coalesced rows of links.
       const S* lk = links + (size_t)b * P * P;
-      const A* prev = al + (size_t)(t - 1) * P;
-      LogSumExp<A> acc;
+      const double* prev = al + (size_t)(t - 1) * P;
+      LogSumExp<double> acc;
       for (int i = t - 1; i < j; ++i) {
-        const A a = prev[i];
-        if (a != neg_inf<A>()) acc.add(a + to_acc(lk[(size_t)i * P + j]));
+        const double a = prev[i];
+        if (a != neg_inf<double>()) acc.add(a + (double)to_acc(lk[(size_t)i * P + j]));
       }
-      val = acc.result() + to_acc(match[((size_t)b * T + t) * P + j]);
+      val = acc.result() + (double)to_acc(match[((size_t)b * T + t) * P + j]);
     }
   }
   al[(size_t)t * P + j] = val;
 }
 
-template <typename S, typename A>
-__global__ void logz_kernel(const A* __restrict__ alpha, const int64_t* __restrict__ out_len,
-                            const int64_t* __restrict__ tgt_len, int B, int T, int P, S* __restrict__ logz) {
-  const int b = blockIdx.x * blockDim.x + threadIdx.x;
-  if (b >= B) return;
-  store(logz + b, alpha[((size_t)b * T + (tgt_len[b] - 1)) * P + (out_len[b] - 1)]);
-}
-
-template <typename S, typename A>
-__global__ void beta_step_kernel(const S* __restrict__ match, const S* __restrict__ links,
-                                 const int64_t* __restrict__ out_len, const int64_t* __restrict__ tgt_len,
-                                 int T, int P, int t, A* __restrict__ beta) {
-  const int b = blockIdx.y;
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= P) return;
-  const int Pb = (int)out_len[b], Tb = (int)tgt_len[b];
-  A* be = beta + (size_t)b * T * P;
-  A val = neg_inf<A>();
-  if (t < Tb && i >= t && i <= Pb - Tb + t) {
-    if (t == Tb - 1) {
-      if (i == Pb - 1) val = A(0);
-    } else {
-      const S* lk = links + ((size_t)b * P + i) * P;
-      const S* mt = match + ((size_t)b * T + t + 1) * P;
-      const A* next = be + (size_t)(t + 1) * P;
-      const int j_hi = Pb - Tb + t + 1;  // last vertex that can be step t+1
-      LogSumExp<A> acc;
-      for (int j = i + 1; j <= j_hi; ++j) {
-        const A n = next[j];
-        if (n != neg_inf<A>()) acc.add(n + to_acc(lk[j]) + to_acc(mt[j]));
-      }
-      val = acc.result();
-    }
-  }
-  be[(size_t)t * P + i] = val;
-}
-
-template <typename S, typename A>
-__device__ __forceinline__ A sentence_logz(const A* alpha, const int64_t* out_len, const int64_t* tgt_len,
-                                           int b, int T, int P) {
+__device__ __forceinline__ double sentence_logz(const double* alpha, const int64_t* out_len,
+                                                const int64_t* tgt_len, int b, int T, int P) {
   return alpha[((size_t)b * T + (tgt_len[b] - 1)) * P + (out_len[b] - 1)];
 }
 
 template <typename S, typename A>
-__global__ void grad_match_kernel(const S* __restrict__ grad, const A* __restrict__ alpha,
-                                  const A* __restrict__ beta, const int64_t* __restrict__ out_len,
-                                  const int64_t* __restrict__ tgt_len, int B, int T, int P,
-                                  S* __restrict__ grad_match) {
-  const size_t n = (size_t)B * T * P;
-  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-       idx += (size_t)gridDim.x * blockDim.x) {
-    const int b = (int)(idx / ((size_t)T * P));
-    const A logz = sentence_logz<S, A>(alpha, out_len, tgt_len, b, T, P);
-    const A s = alpha[idx] + beta[idx];
-    A g = A(0);
-    if (logz != neg_inf<A>() && s != neg_inf<A>()) g = to_acc(grad[b]) * exp_acc(s - logz);
-    store(grad_match + idx, g);
-  }
+__global__ void logz_kernel(const double* __restrict__ alpha, const int64_t* __restrict__ out_len,
+                            const int64_t* __restrict__ tgt_len, int B, int T, int P, S* __restrict__ logz) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  store(logz + b, (A)sentence_logz(alpha, out_len, tgt_len, b, T, P));
 }
 
+// Step t of the backward sweep.  beta_rows [2,B,P]: row t lives in slot t % 2.
+// Writes grad_match[b,t,:] (every vertex) and adds step t's transitions into the
+// rows of grad_links (zero-initialised by the caller); thread i owns row i.
 template <typename S, typename A>
-__global__ void grad_links_kernel(const S* __restrict__ grad, const S* __restrict__ match,
-                                  const S* __restrict__ links, const A* __restrict__ alpha,
-                                  const A* __restrict__ beta, const int64_t* __restrict__ out_len,
-                                  const int64_t* __restrict__ tgt_len, int B, int T, int P,
-                                  S* __restrict__ grad_links) {
-  const size_t n = (size_t)B * P * P;
-  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-       idx += (size_t)gridDim.x * blockDim.x) {
-    const int b = (int)(idx / ((size_t)P * P));
-    const int i = (int)((idx / P) % P);
-    const int j = (int)(idx % P);
-    const int Pb = (int)out_len[b], Tb = (int)tgt_len[b];
-    A total = A(0);
-    const A logz = sentence_logz<S, A>(alpha, out_len, tgt_len, b, T, P);
-    if (i < j && j < Pb && logz != neg_inf<A>()) {
-      const A l = to_acc(links[idx]) - logz;
-      const A* al = alpha + (size_t)b * T * P;
-      const A* be = beta + (size_t)b * T * P;
-      const S* mt = match + (size_t)b * T * P;
-      // Edge i->j is transition t->t+1 only inside both bands.
-      const int t_lo = max(0, j - 1 - (Pb - Tb));
-      const int t_hi = min(i, Tb - 2);
-      for (int t = t_lo; t <= t_hi; ++t) {
-        const A a = al[(size_t)t * P + i];
-        const A e = be[(size_t)(t + 1) * P + j];
-        if (a != neg_inf<A>() && e != neg_inf<A>())
-          total += exp_acc(a + l + to_acc(mt[(size_t)(t + 1) * P + j]) + e);
+__global__ void backward_step_kernel(const S* __restrict__ grad, const S* __restrict__ match,
+                                     const S* __restrict__ links, const double* __restrict__ alpha,
+                                     const int64_t* __restrict__ out_len, const int64_t* __restrict__ tgt_len,
+                                     int B, int T, int P, int t, double* __restrict__ beta_rows,
+                                     A* __restrict__ grad_match, A* __restrict__ grad_links) {
+  const int b = blockIdx.y;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= P) return;
+  const int Pb = (int)out_len[b], Tb = (int)tgt_len[b];
+  double* be = beta_rows + ((size_t)(t % 2) * B + b) * P;
+  const double* next = beta_rows + ((size_t)((t + 1) % 2) * B + b) * P;
+  const double logz = sentence_logz(alpha, out_len, tgt_len, b, T, P);
+  // A sentence without a usable path (-inf or NaN likelihood) gets zero gradients.
+  const bool live = logz == logz && logz != neg_inf<double>();
+  const double g = live ? (double)to_acc(grad[b]) : 0.0;
+  const double a = alpha[((size_t)b * T + t) * P + i];
+  double val = neg_inf<double>();
+  if (t < Tb && i >= t && i <= Pb - Tb + t) {
+    if (t == Tb - 1) {
+      if (i == Pb - 1) val = 0.0;
+    } else {
+      const S* lk = links + ((size_t)b * P + i) * P;
+      const S* mt = match + ((size_t)b * T + t + 1) * P;
+      A* gl = grad_links + ((size_t)b * P + i) * P;
+      const double head = a - logz;  // alpha[t,i] - logZ: the posterior's prefix
+      const bool add_grad = live && a != neg_inf<double>();
+      const int j_hi = Pb - Tb + t + 1;  // last vertex that can be step t+1
+      LogSumExp<double> acc;
+      for (int j = i + 1; j <= j_hi; ++j) {
+        const double n = next[j];
+        if (n == neg_inf<double>()) continue;
+        const double x = n + (double)to_acc(lk[j]) + (double)to_acc(mt[j]);
+        acc.add(x);
+        if (add_grad) gl[j] += (A)(g * exp(head + x));
       }
-      total *= to_acc(grad[b]);
+      val = acc.result();
     }
-    store(grad_links + idx, total);
   }
-}
-
-inline unsigned int grid_for(size_t n) {
-  const size_t blocks = (n + kThreads - 1) / kThreads;
-  return (unsigned int)(blocks < 65535 * 8 ? blocks : 65535 * 8);
+  be[i] = val;
+  A gm = A(0);
+  if (live && a != neg_inf<double>() && val != neg_inf<double>()) gm = (A)(g * exp(a + val - logz));
+  grad_match[((size_t)b * T + t) * P + i] = gm;
 }
 
 }  // namespace
 
 cudaError_t dag_loss_forward(int dtype, const void* match, const void* links, const int64_t* out_len,
-                             const int64_t* tgt_len, int B, int T, int P, void* alpha, void* logz,
+                             const int64_t* tgt_len, int B, int T, int P, double* alpha, void* logz,
                              cudaStream_t stream) {
   if (B == 0) return cudaSuccess;
   NAT_DAG_DISPATCH(dtype, {
     const dim3 grid(ceil_div(P, kThreads), B);
     for (int t = 0; t < T; ++t)
-      alpha_step_kernel<S, A><<<grid, kThreads, 0, stream>>>(
-          static_cast<const S*>(match), static_cast<const S*>(links), out_len, tgt_len, T, P, t,
-          static_cast<A*>(alpha));
-    logz_kernel<S, A><<<ceil_div(B, kThreads), kThreads, 0, stream>>>(
-        static_cast<const A*>(alpha), out_len, tgt_len, B, T, P, static_cast<S*>(logz));
+      alpha_step_kernel<S><<<grid, kThreads, 0, stream>>>(
+          static_cast<const S*>(match), static_cast<const S*>(links), out_len, tgt_len, T, P, t, alpha);
+    logz_kernel<S, A><<<ceil_div(B, kThreads), kThreads, 0, stream>>>(alpha, out_len, tgt_len, B, T, P,
+                                                                      static_cast<S*>(logz));
   });
   return cudaGetLastError();
 }
 
 cudaError_t dag_loss_backward(int dtype, const void* grad, const void* match, const void* links,
                               const int64_t* out_len, const int64_t* tgt_len, int B, int T, int P,
-                              const void* alpha, void* beta, void* grad_match, void* grad_links,
+                              const double* alpha, double* beta_rows, void* grad_match, void* grad_links,
                               cudaStream_t stream) {
   if (B == 0) return cudaSuccess;
   NAT_DAG_DISPATCH(dtype, {
     const dim3 grid(ceil_div(P, kThreads), B);
     for (int t = T - 1; t >= 0; --t)
-      beta_step_kernel<S, A><<<grid, kThreads, 0, stream>>>(
-          static_cast<const S*>(match), static_cast<const S*>(links), out_len, tgt_len, T, P, t,
-          static_cast<A*>(beta));
-    grad_match_kernel<S, A><<<grid_for((size_t)B * T * P), kThreads, 0, stream>>>(
-        static_cast<const S*>(grad), static_cast<const A*>(alpha), static_cast<const A*>(beta), out_len,
-        tgt_len, B, T, P, static_cast<S*>(grad_match));
-    grad_links_kernel<S, A><<<grid_for((size_t)B * P * P), kThreads, 0, stream>>>(
-        static_cast<const S*>(grad), static_cast<const S*>(match), static_cast<const S*>(links),
-        static_cast<const A*>(alpha), static_cast<const A*>(beta), out_len, tgt_len, B, T, P,
-        static_cast<S*>(grad_links));
+      backward_step_kernel<S, A><<<grid, kThreads, 0, stream>>>(
+          static_cast<const S*>(grad), static_cast<const S*>(match), static_cast<const S*>(links), alpha,
+          out_len, tgt_len, B, T, P, t, beta_rows, static_cast<A*>(grad_match), static_cast<A*>(grad_links));
   });
   return cudaGetLastError();
 }
