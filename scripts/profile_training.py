@@ -8,7 +8,10 @@ holds sentences of about one source length ``S`` (drawn in ``[--min-len, --max-l
 ``S + U{-3..3}`` long, as many sentences as ``--max-tokens`` allows.  Token values do not change
 the cost of either update.
 
-Timing interleaves the two models (the order alternates per repetition) so that load on a shared
+The DAT update also runs with the DAG loss's vocabulary steps as they were before issue #20
+(``dat_before``: ``torch.logsumexp`` + gather, a separate argmax), on the same model.
+
+Timing interleaves the systems (the order alternates per repetition) so that load on a shared
 machine hits both; the DAT/CMLM ratio is reported per repetition and as the median.  The
 breakdown wraps the model's and the criterion's pieces with wall clocks (forward, split into the
 no-grad glancing pass and the gradient pass) and lists the profiler's top operators of the whole
@@ -51,9 +54,11 @@ def build(vocab, seed):
     dat_small(dat_args)
     cmlm = CMLMModel.build_model(cmlm_args, task)
     dat = DATModel.build_model(dat_args, task)
+    dag = DAGLoss(task, glance_p="0.5:0.1@200k")
     return d, {
-        "dat": (dat, DAGLoss(task, glance_p="0.5:0.1@200k")),
+        "dat": (dat, dag),
         "cmlm": (cmlm, CMLMLoss(task, label_smoothing=0.1)),
+        "dat_before": (dat, Unfused(dag)),
     }
 
 
@@ -75,6 +80,30 @@ def make_batches(d, n, max_tokens, min_len, max_len, seed):
         batches.append({"net_input": {"src_tokens": src, "src_lengths": torch.full((bsz,), s + 1)},
                         "target": tgt, "ntokens": int(tgt.ne(d.pad()).sum())})
     return batches
+
+
+def unfused_match(token_logits, target):
+    """``dag_loss.target_match`` before issue #20: gather, then subtract ``torch.logsumexp``."""
+    logits = token_logits.float()
+    B, P, _ = logits.shape
+    picked = logits.gather(-1, target[:, None, :].expand(B, P, target.size(1)))
+    return (picked - torch.logsumexp(logits, dim=-1, keepdim=True)).transpose(1, 2)
+
+
+class Unfused:
+    """Runs the DAG loss with its vocabulary steps as they were before issue #20."""
+
+    def __init__(self, crit):
+        self.crit = crit
+
+    def __call__(self, model, batch):
+        saved = dag_loss_mod.target_match, dag_loss_mod.glancing_scores
+        dag_loss_mod.target_match = unfused_match
+        dag_loss_mod.glancing_scores = lambda logits, target: (unfused_match(logits, target), logits.argmax(-1))
+        try:
+            return self.crit(model, batch)
+        finally:
+            dag_loss_mod.target_match, dag_loss_mod.glancing_scores = saved
 
 
 def update(model, crit, opt, batch):
@@ -138,7 +167,8 @@ def breakdown(name, model, crit, opt, batches, top=18):
             fwd, bwd, step = fwd + t1 - t0, bwd + t2 - t1, step + t3 - t2
     n = len(batches)
     # The output projection is the only bias-free Linear: its backward is the MmBackward0 nodes.
-    mm_back = sum(e.cpu_time_total for e in prof.key_averages() if e.key.endswith("MmBackward0")) / 1e6 / n
+    mm_back = sum(e.cpu_time_total for e in prof.key_averages()
+                  if e.key == "autograd::engine::evaluate_function: MmBackward0") / 1e6 / n
     print(f"\n{name} update breakdown, seconds per update (mean of {n} batches, profiler on):")
     print(f"  forward {fwd / n:.3f}  backward {bwd / n:.3f}  optimizer {step / n:.3f}  total {(fwd + bwd + step) / n:.3f}")
     print("  | Part | no grad (glancing pass) | grad |\n  |---|---|---|")
@@ -167,6 +197,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, vocab {len(d)}, "
           f"batches: " + ", ".join(f"{b['target'].size(0)}x{b['net_input']['src_tokens'].size(1)}" for b in batches))
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, (m, _) in systems.items()}
+    opts["dat_before"] = opts["dat"]
     for k, (m, c) in systems.items():  # warm-up: allocator, lazy init
         m.train()
         update(m, c, opts[k], batches[0])
@@ -179,11 +210,13 @@ def main(argv=None):
             for b in batches:
                 update(m, c, opts[k], b)
             times[k].append((time.perf_counter() - start) / len(batches))
-    ratios = [t_dat / t_cmlm for t_dat, t_cmlm in zip(times["dat"], times["cmlm"])]
     for k in systems:
         print(f"{k}: seconds per update per repetition: " + " ".join(f"{t:.3f}" for t in times[k]))
-    print("DAT/CMLM ratio per repetition: " + " ".join(f"{r:.2f}" for r in ratios))
-    print(f"median DAT/CMLM ratio: {statistics.median(ratios):.2f}")
+    for k in ("dat", "dat_before"):
+        ratios = [t / t_cmlm for t, t_cmlm in zip(times[k], times["cmlm"])]
+        print(f"{k}/cmlm ratio per repetition: " + " ".join(f"{r:.2f}" for r in ratios)
+              + f"; median {statistics.median(ratios):.2f}")
+    systems.pop("dat_before")
     if not a.no_breakdown:
         for k, (m, c) in systems.items():
             breakdown(k.upper(), m, c, opts[k], batches, top=18 if k == "dat" else 0)

@@ -3,7 +3,8 @@ import torch
 
 from nat_plugins.decoding.generator import NATGenerator
 from nat_plugins.decoding.mask_predict import MaskPredict, remask_lowest
-from nat_plugins.decoding.strategy import CanvasState, DecodingOptions
+from nat_plugins.decoding import mask_predict
+from nat_plugins.decoding.strategy import DecodingOptions
 
 PAD, EOS, BOS, UNK = 1, 2, 0, 3
 V = 12
@@ -114,24 +115,10 @@ def test_early_stop_freezes_converged_rows_unmasked():
     assert UNK not in hyp["tokens"].tolist()
 
 
-class UnfusedMaskPredict(MaskPredict):
-    """The step before issue #20 (oracle): full [N, L, V] log-softmax, max at every position."""
-
-    def step(self, model, encoder_out, state, step, num_steps, generator=None):
-        masked = state.tokens.eq(model.mask_idx)
-        new_scores, new_tokens = model.refine_logprobs(state.tokens, encoder_out).max(-1)
-        tokens = torch.where(masked, new_tokens, state.tokens)
-        scores = torch.where(masked, new_scores, state.scores)
-        changed = tokens.ne(state.extra["prediction"]).any(1)
-        prediction = tokens.clone()
-        if step + 1 < num_steps:
-            num_mask = (state.lengths.float() * (num_steps - step - 1) / num_steps).long()
-            remask = remask_lowest(scores, state.lengths, num_mask)
-            if self.options.early_stop:
-                remask &= changed[:, None]
-            tokens = tokens.masked_fill(remask, model.mask_idx)
-            scores = scores.masked_fill(remask, 0.0)
-        return CanvasState(tokens, scores, state.lengths, changed, {"prediction": prediction})
+def unfused_masked_predictions(model, tokens, encoder_out, masked):
+    """The step's vocabulary work before issue #20 (oracle): a full [N, L, V] log-softmax, max everywhere."""
+    scores, best = model.refine_logprobs(tokens, encoder_out).max(-1)
+    return scores[masked], best[masked]
 
 
 def test_masked_only_projection_gives_the_full_log_softmax_hypotheses_on_a_real_cmlm(monkeypatch):
@@ -149,12 +136,16 @@ def test_masked_only_projection_gives_the_full_log_softmax_hypotheses_on_a_real_
         src[i, 10 - n - 1:-1] = torch.randint(d.nspecial, len(d), (n,), generator=g)
         src[i, -1] = d.eos()
     sample = {"net_input": {"src_tokens": src, "src_lengths": lengths + 1}}
+    fused = mask_predict.masked_predictions
     for chunk in (vocab_projection.CHUNK_ELEMENTS, 2000):  # 2000 values = 6 rows per chunk, with tails
         monkeypatch.setattr(vocab_projection, "CHUNK_ELEMENTS", chunk)
         for rows in (slice(None), slice(0, 1)):
             part = {"net_input": {k: v[rows] for k, v in sample["net_input"].items()}}
-            outs = [NATGenerator(d, cls(DecodingOptions(iterations=5, length_beam=3))).generate([model], part)
-                    for cls in (MaskPredict, UnfusedMaskPredict)]
+            outs = []
+            for predict in (fused, unfused_masked_predictions):
+                monkeypatch.setattr(mask_predict, "masked_predictions", predict)
+                outs.append(NATGenerator(d, MaskPredict(DecodingOptions(iterations=5, length_beam=3)))
+                            .generate([model], part))
             for new, old in zip(*outs):
                 assert len(new) == len(old)
                 for h_new, h_old in zip(new, old):
