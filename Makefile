@@ -26,8 +26,10 @@ quickstart: setup
 # Speed and quality of every quickstart model against fairseq AR and
 # CTranslate2 (scripts/benchmark.py): benchmarks/RESULTS.md, results.json,
 # results_bleu_speed.png.  Run `make quickstart MODELS=all` first.
-# ctranslate2 is installed here, not by setup: its wheel requires only numpy
-# and pyyaml (never torch).  More flags: make bench BENCH_ARGS="--reps 5".
+# ctranslate2 and onnxruntime + onnx (the exported fast path, nat_plugins/export)
+# are installed here, not by setup: their wheels require numpy, pyyaml,
+# protobuf, flatbuffers, sympy, packaging, ml_dtypes (never torch).
+# More flags: make bench BENCH_ARGS="--reps 5".
 BENCH_DATA ?= data-bin/quickstart
 BENCH_REF  ?= data/quickstart/raw/test.de
 BENCH_RUNS ?= runs/quickstart
@@ -36,8 +38,11 @@ bench: setup
 	@$(PY) -c 'import ctranslate2' 2>/dev/null || { \
 	  echo "bench: installing ctranslate2 for the CTranslate2 baseline (requires numpy and pyyaml only, not torch)"; \
 	  $(PY) -m pip install -q "ctranslate2>=4.5,<5"; }
+	@$(PY) -c 'import onnxruntime, onnx' 2>/dev/null || { \
+	  echo "bench: installing onnxruntime and onnx for the exported fast path (they require numpy, protobuf, flatbuffers, sympy, ml_dtypes; not torch)"; \
+	  $(PY) -m pip install -q "onnxruntime>=1.17,<2" "onnx>=1.15,<2"; }
 	$(PY) scripts/benchmark.py $(BENCH_DATA) --quickstart-runs $(BENCH_RUNS) --raw-ref $(BENCH_REF) \
-	  --ctranslate2 on --out benchmarks $(BENCH_ARGS)
+	  --ctranslate2 on --fast-path on --out benchmarks $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

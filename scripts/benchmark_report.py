@@ -56,7 +56,10 @@ def _ratio(a, b):
 
 
 def comparisons(results):
-    """Every NAT entry against the references, per configuration.
+    """Every NAT entry against the references, per configuration: the fairseq AR
+    entry, its CTranslate2 conversion, and for an exported fast-path entry also the
+    plugin's eager generator on the same checkpoint and flags (``reference_kind``
+    ``"eager NAT"``).
 
     ``latency_ratio`` = NAT ms / reference ms (> 1: NAT is slower);
     ``throughput_ratio`` = NAT sentences/s / reference sentences/s
@@ -75,7 +78,8 @@ def comparisons(results):
             if nat_row is None:
                 continue
             device = nat_row["device"]
-            for ref in (fair, ct2.get(device)):
+            eager = entries.get(nat.get("source")) if nat["backend"] != "fairseq" else None
+            for ref in (fair, ct2.get(device), eager):
                 if ref is None or (ref["name"], config) not in rows:
                     continue
                 ref_row = rows[(ref["name"], config)]
@@ -84,6 +88,7 @@ def comparisons(results):
                     "nat": nat["name"],
                     "reference": ref["name"],
                     "reference_label": ref["label"],
+                    "reference_kind": "eager NAT" if ref is eager else "AR",
                     "nat_latency_ms": nat_row["latency"]["median_ms"],
                     "reference_latency_ms": ref_row["latency"]["median_ms"],
                     "latency_ratio": _ratio(nat_row["latency"]["median_ms"], ref_row["latency"]["median_ms"]),
@@ -111,9 +116,22 @@ def _times(x, faster_word, slower_word):
     return f"{1 / x:.2f}x {faster_word}"
 
 
+def fast_path_section(results):
+    """Plain-words lines: the exported fast path against the eager generator it replaces."""
+    comps = [c for c in results.get("comparisons") or comparisons(results) if c.get("reference_kind") == "eager NAT"]
+    if not comps:
+        return ["No exported fast-path rows in this run (onnxruntime not installed, --fast-path off, "
+                "or no CMLM/DAT/DiffGLAT entry)."]
+    return [f"- **{c['nat']}** vs `{c['reference']}`, {c['config']}: batch-1 latency {c['nat_latency_ms']:.1f} vs "
+            f"{c['reference_latency_ms']:.1f} ms/sentence ({_times(c['latency_ratio'], 'faster', 'slower')}); "
+            f"throughput {c['nat_sentences_per_s']:.1f} vs {c['reference_sentences_per_s']:.1f} sentences/s "
+            f"({_times(_ratio(1, c['throughput_ratio']) if c['throughput_ratio'] else None, 'faster', 'slower')})."
+            for c in comps]
+
+
 def losses_section(results):
-    """Plain-words lines: where NAT loses, and by how much."""
-    comps = results.get("comparisons") or comparisons(results)
+    """Plain-words lines: where NAT loses against the AR references, and by how much."""
+    comps = [c for c in results.get("comparisons") or comparisons(results) if c.get("reference_kind") != "eager NAT"]
     if not comps:
         return ["No NAT entry with a reference (fairseq AR or CTranslate2) in the same configuration: nothing to compare."]
     lines = []
@@ -238,19 +256,23 @@ def markdown(results, plot_name=PLOT_NAME):
         flags = f"`{e['args']}`" if e.get("args") else (f"converted from `{e['source']}`" if e.get("source") else "")
         lines.append(f"| {e['name']} | {e['label']} | {e['decoding']} | {e['params'] / 1e6:.2f} | "
                      f"{e['weights_mib']:.1f} | `{e['path']}` | {flags} |")
-    lines += ["", "## CTranslate2 conversion check", ""]
+    lines += ["", "## Conversion checks", ""]
     if results.get("parity"):
-        lines += [f"The float32 conversion must give the same BLEU as fairseq on the same checkpoint and decoding "
-                  f"settings within {meta['settings']['parity_tolerance']} (tokenized BLEU and sacreBLEU); "
-                  "int8/float16 rows show the quantization's effect and are not enforced.", ""]
-        lines += ["| CTranslate2 entry | vs fairseq entry | BLEU (tok) delta | sacreBLEU delta | identical hypotheses | check |",
+        lines += [f"The CTranslate2 float32 conversion must give the same BLEU as fairseq on the same checkpoint and "
+                  f"decoding settings within {meta['settings']['parity_tolerance']} (tokenized BLEU and sacreBLEU); "
+                  "int8/float16 rows show the quantization's effect and are not enforced. An exported fast-path row "
+                  "(onnxruntime/torchscript) runs the same model and search on exported passes: every hypothesis must "
+                  "be identical to its eager entry's.", ""]
+        lines += ["| Converted / exported entry | vs fairseq entry | BLEU (tok) delta | sacreBLEU delta | identical hypotheses | check |",
                   "|---|---|---|---|---|---|"]
         for c in results["parity"]:
             status = ("pass" if c["ok"] else "**FAILED**") if c["enforced"] else ("within" if c["ok"] else "outside") + " (not enforced)"
             lines.append(f"| {c['entry']} | {c['against']} | {c['bleu_tok_delta']:+.2f} | {c['sacrebleu_delta']:+.2f} | "
                          f"{c['identical_hypotheses']}/{c['sentences']} | {status} |")
     else:
-        lines.append("No CTranslate2 rows in this run (ctranslate2 not installed, disabled, or no AR entry).")
+        lines.append("No CTranslate2 or exported rows in this run (not installed, disabled, or no matching entry).")
+    lines += ["", "## Exported fast path vs the eager generator", ""]
+    lines += fast_path_section(results)
     lines += ["", "## Where NAT loses, and by how much", ""]
     lines += ["Ratios are computed from the table above, within each configuration (same machine, threads, inputs). "
               "Reference: the fairseq AR entry with beam 4 and its CTranslate2 int8 (CPU) / float16 (GPU) conversion.", ""]
@@ -272,6 +294,8 @@ def markdown(results, plot_name=PLOT_NAME):
         "resetting it through `/proc/self/clear_refs`); GPU `torch.cuda.max_memory_allocated` (not visible for CTranslate2).",
         "- Len ratio: hypothesis/reference length in tokenized words (BLEU's hyp_len/ref_len); far from 1 means "
         "degenerate output, which also distorts speed (AR decoding time grows with the output length).",
+        "- Exported fast path (`nat_plugins.export`): the entry's encoder and decoder passes traced and run by ONNX "
+        "Runtime (`intra_op_num_threads=N`), the plugin's generator and strategy on their outputs; CPU only.",
         "- CPU threads: `torch.set_num_threads(N)` for fairseq, `intra_threads=N` for CTranslate2. Speed is never asserted "
         "in tests; these numbers are the only speed claims.",
     ]

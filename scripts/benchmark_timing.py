@@ -9,10 +9,16 @@ benchmark prepares every batch (tensors, token lists) before the clock
 starts and turns outputs into text after it stops, so only translation
 itself is timed (issue 8, "time and tokens are measured fairly").
 """
+import hashlib
 import math
 import time
 
+from benchmark_entries import BenchmarkError, log
+
 __all__ = [
+    "configurations",
+    "config_key",
+    "measure",
     "percentile",
     "median",
     "time_call",
@@ -191,3 +197,99 @@ class PeakMemory:
             if peak is not None and self._base is not None:
                 self.mib = max(0, peak - self._base) / 1024.0
         return False
+
+
+# --------------------------------------------------------------------------
+# The round-robin measurement of every runner
+# --------------------------------------------------------------------------
+
+
+def configurations(device, threads):
+    import torch
+
+    configs = []
+    if device in ("cpu", "auto"):
+        configs += [("cpu", t) for t in threads]
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise BenchmarkError("--device cuda but torch sees no GPU")
+        configs.append(("cuda", None))
+    return configs
+
+
+def config_key(device, threads):
+    return f"{device}" if threads is None else f"{device}-{threads}t"
+
+
+def measure(runners, configs, latency_ids, batches, reps, warmup):
+    """Round-robin measurement.  Returns ``(rows, outputs)``: one row per
+    (runner, configuration), and per runner the outputs of its first
+    throughput pass (id -> output), for scoring."""
+    import torch
+
+    rows, first_outputs, signatures = [], {}, {}
+    for device, threads in configs:
+        key = config_key(device, threads)
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        active = [r for r in runners if r.supports(device)]
+        if not active:
+            continue
+        log(f"[{key}] preparing {len(active)} entries")
+        prepared = {}
+        for r in active:
+            r.activate(device, threads)
+            prepared[r.name] = ([r.prepare([i]) for i in latency_ids], [r.prepare(b) for b in batches])
+        # Warm-up (untimed): first calls allocate buffers and pick kernels.
+        for r in active:
+            singles, full = prepared[r.name]
+            for p in singles[:warmup]:
+                r.run(p)
+            if full:
+                r.run(full[0])
+        lat = {r.name: [[] for _ in latency_ids] for r in active}
+        passes = {r.name: [] for r in active}
+        mem = {r.name: [] for r in active}
+        tokens = {}
+        for rep in range(reps):
+            # rotate the order so no entry always runs first after another's pass
+            order = active[rep % len(active):] + active[: rep % len(active)]
+            for r in order:
+                singles, full = prepared[r.name]
+                secs, _ = measure_latency(r, singles, r.sync())
+                for j, s in enumerate(secs):
+                    lat[r.name][j].append(s)
+                with PeakMemory(device, torch_visible=r.backend == "fairseq") as peak:
+                    total, outs = measure_throughput(r, full, r.sync())
+                passes[r.name].append(total)
+                mem[r.name].append((peak.mib, peak.exact))
+                if rep == 0:
+                    by_id = {i: out for b, o in zip(batches, outs) for i, out in zip(b, o)}
+                    tokens[r.name] = sum(len(r.tokens(o)) for o in by_id.values())
+                    first_outputs.setdefault(r.name, by_id)
+                    digest = hashlib.sha1(repr(sorted(by_id.items())).encode()).hexdigest()
+                    signatures.setdefault(r.name, {})[key] = digest
+            log(f"[{key}] repetition {rep + 1}/{reps} done")
+        for r in active:
+            seconds = median(passes[r.name])
+            n = sum(len(b) for b in batches)
+            peaks = [m for m, _ in mem[r.name] if m is not None]
+            rows.append({
+                "entry": r.name,
+                "config": key,
+                "device": device,
+                "threads": threads,
+                "compute_type": r.compute_type,
+                "latency": summarize_latency(lat[r.name]),
+                "throughput": {
+                    "sentences": n,
+                    "target_tokens": tokens[r.name],
+                    "seconds_per_pass": [round(s, 4) for s in passes[r.name]],
+                    "sentences_per_s": n / seconds if seconds else None,
+                    "target_tokens_per_s": tokens[r.name] / seconds if seconds else None,
+                },
+                "peak_memory_mib": max(peaks) if peaks else None,
+                "peak_memory_exact": all(e for _, e in mem[r.name]),
+            })
+            r.deactivate()
+    return rows, first_outputs, signatures

@@ -8,12 +8,13 @@ prints the table, see its docstring for the command, machine and date):
   an 8k vocabulary, ONNX Runtime ran the DAT decoder pass about 2x faster than eager
   and TorchScript (trace + freeze) in between, with the same argmax tokens;
 * ``torch.onnx.export(dynamo=True)`` (the torch 2.13 default, which would need
-  ``onnxscript``) fails on the models: ``torch.export`` refuses the data-dependent
+  ``onnxscript``) fails on these models: ``torch.export`` refuses the data-dependent
   ``padding_mask.any()`` / ``has_pads`` branches of fairseq's encoder and
   :meth:`NATDecoder.run_layers` (``GuardOnDataDependentSymNode``).  The
   TorchScript-based exporter (``dynamo=False``) traces them (see
-  :mod:`nat_plugins.export.passes` for why the traced branch is correct), so only
-  ``onnxruntime`` is needed at run time; none of these packages depends on torch.
+  :mod:`nat_plugins.export.passes` for why the traced branch is correct).  It needs
+  ``onnx`` (it serialises through it) and ``onnxruntime``, not ``onnxscript``;
+  neither depends on torch.
 
 ``torchscript`` needs no extra package: it is the fallback when ``onnxruntime`` is
 not installed and the backend the tests can always run.
@@ -28,13 +29,14 @@ from ..errors import NATUserError
 __all__ = ["BACKENDS", "INSTALL_HINT", "available_backends", "compile_pass", "default_backend"]
 
 BACKENDS = ("onnxruntime", "torchscript")
-INSTALL_HINT = ("onnxruntime is not installed: `make bench` installs it, or "
-                "`.venv/bin/pip install 'onnxruntime>=1.17' 'onnx>=1.15'` (neither depends on torch)")
+INSTALL_HINT = ("onnxruntime and onnx are not installed: `make bench` installs them, or "
+                "`.venv/bin/pip install 'onnxruntime>=1.17,<2' 'onnx>=1.15,<2'` (neither depends on torch)")
 _OPSET = 17
 
 
 def _have_onnxruntime():
     try:
+        import onnx  # noqa: F401  (torch.onnx.export serialises through it)
         import onnxruntime  # noqa: F401
     except ImportError:
         return False

@@ -232,6 +232,8 @@ def tiny_run(tiny_bin, tiny_checkpoints, tmp_path_factory):
         "--entry", f'name=cmlm_it2,path={cmlm},args="--task nat_translation --decode-iterations 2 --length-beam 2"',
         "--entry", f'name=ar_beam4,path={ar},args="--task translation --beam 4 --max-len-a 1.2 --max-len-b 10"',
         "--entry", f'name=ar_greedy,path={ar},args="--task translation --beam 1 --max-len-a 1.2 --max-len-b 10"',
+        # the exported fast path on TorchScript always runs; ONNX Runtime rows come with --fast-path auto
+        "--entry", "name=ts_cmlm_it2,backend=torchscript,source=cmlm_it2",
     ])
     return rc, json.loads((out / "results.json").read_text()), out
 
@@ -253,8 +255,58 @@ def test_benchmark_runs_on_tiny_checkpoints(tiny_run):
     assert "| cmlm_it2 | NAT |" in md and "Where NAT loses" in md
     assert (out / "results_bleu_speed.png").read_bytes()[:4] == b"\x89PNG"
     assert any(c["nat"] == "cmlm_it2" and c["reference"] == "ar_beam4" for c in results["comparisons"])
-    if not results["parity"]:
+    if not [c for c in results["parity"] if c["enforced"] and not c["ok"]]:
         assert rc == 0
+
+
+def test_exported_fast_path_rows(tiny_run):
+    """Rows of the exported passes: identical hypotheses to the eager entry (enforced),
+    compared with it in the report; ONNX Runtime rows when it is installed."""
+    from nat_plugins.export import runtime
+
+    rc, results, out = tiny_run
+    entries = {e["name"]: e for e in results["entries"]}
+    fast = ["ts_cmlm_it2"] + (["fast_cmlm_it2"] if "onnxruntime" in runtime.available_backends() else [])
+    checks = {c["entry"]: c for c in results["parity"]}
+    for name in fast:
+        assert entries[name]["kind"] == "NAT" and entries[name]["source"] == "cmlm_it2"
+        assert checks[name]["enforced"] and checks[name]["ok"], checks[name]
+        assert checks[name]["identical_hypotheses"] == checks[name]["sentences"] == 40
+        assert entries[name]["quality"]["bleu_tok"] == entries["cmlm_it2"]["quality"]["bleu_tok"]
+        assert any(c["nat"] == name and c["reference"] == "cmlm_it2" and c["reference_kind"] == "eager NAT"
+                   for c in results["comparisons"])
+    assert {r["entry"] for r in results["rows"]} >= set(fast)
+    md = (out / "RESULTS.md").read_text()
+    assert "| ts_cmlm_it2 | NAT | torchscript float32 |" in md
+    assert "**ts_cmlm_it2** vs `cmlm_it2`" in md.split("## Exported fast path vs the eager generator")[1]
+
+
+def test_fast_entries_need_onnxruntime_only_when_on(monkeypatch):
+    from nat_plugins.export import runtime
+
+    class NAT:
+        backend, is_nat, name = "fairseq", True, "dat"
+        entry = benchmark.Entry("dat", "x.pt")
+
+        class model:
+            decoding_family = "dat"
+
+    class Sundae(NAT):
+        name = "sundae"
+
+        class model:
+            decoding_family = "sundae"
+
+    monkeypatch.setattr(runtime, "_have_onnxruntime", lambda: False)
+    assert benchmark.add_fast_entries([], [NAT()], "auto", ("cmlm", "dat")) == []
+    with pytest.raises(benchmark.BenchmarkError, match="make bench"):
+        benchmark.add_fast_entries([], [NAT()], "on", ("cmlm", "dat"))
+    monkeypatch.setattr(runtime, "_have_onnxruntime", lambda: True)
+    added = benchmark.add_fast_entries([], [NAT(), Sundae()], "auto", ("cmlm", "dat"))
+    assert [(e.name, e.backend, e.source) for e in added] == [("fast_dat", "onnxruntime", "dat")]
+    assert benchmark.add_fast_entries([], [NAT()], "off", ("cmlm", "dat")) == []
+    with pytest.raises(benchmark.BenchmarkError, match="source="):
+        benchmark.parse_entry("name=x,backend=onnxruntime")
 
 
 def test_ctranslate2_converter_path(tiny_run):
