@@ -17,6 +17,7 @@ import torch
 
 from ..errors import NATUserError
 from .reranking import ar_candidate_scores
+from .templates import TemplateBatch, check_width
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class NATGenerator:
         controls = {}
         if phrases is not None:  # one copy of the source's phrases per candidate row
             controls["constraints"] = [phrases[r] for r in rows.tolist() for _ in range(k * n)]
+        if sample.get("templates") is not None:  # --decode-templates (decoding/templates.py)
+            controls["template"], cand_lengths = self._templates(model, sample["templates"], rows, k * n, cand_lengths)
         tokens, scores, out_lengths, score, steps, history, failed = self._run(
             model, encoder_out, cand_lengths, rng, controls)
 
@@ -125,6 +128,18 @@ class NATGenerator:
         from fairseq.token_generation_constraints import unpack_constraints
 
         return [[p.tolist() for p in unpack_constraints(row.cpu())] for row in constraints]
+
+    def _templates(self, model, templates, rows, per_source, cand_lengths):
+        """Resolve each source's template (None: free) for its candidate rows; returns the
+        :class:`~nat_plugins.decoding.templates.TemplateBatch` and the candidates' new lengths."""
+        if not getattr(self.strategy, "accepts_templates", False):
+            raise NATUserError(f"--decode-templates: the decoding strategy {self.strategy.name} does not take "
+                               "target templates (mask_predict, sundae_sample, sundae_argmax_unrolled and "
+                               "sunmask_sample do)")
+        per_row = [templates[r] for r in rows.tolist() for _ in range(per_source)]
+        batch, cand_lengths = TemplateBatch.build(per_row, cand_lengths)
+        check_width(batch, getattr(model, "max_canvas", None) or model.max_decoder_positions())
+        return batch, cand_lengths
 
     def _warn_unplaced(self, sample, rows, phrases, failed):
         ids = sample.get("id")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import NATUserError
 from .strategy import CanvasState, DecodingStrategy, register_strategy
+from .templates import respect_template
 
 __all__ = ["SunmaskSample", "coconet_alpha", "accept_probability", "typical_filter"]
 
@@ -93,6 +94,8 @@ class SunmaskSample(DecodingStrategy):
     name = "sunmask_sample"
     families = ("sunmask",)
     stochastic = True
+    #: takes ``--decode-templates`` (decoding/templates.py): fixed positions are always m = 1
+    accepts_templates = True
 
     def __init__(self, options):
         super().__init__(options)
@@ -104,11 +107,12 @@ class SunmaskSample(DecodingStrategy):
 
     def initialize(self, model, encoder_out, lengths, generator=None, template=None):
         tokens, length_d = model.initial_canvas(lengths, generator=generator)
-        fixed = torch.zeros_like(tokens, dtype=torch.bool)
+        fixed = no_end = torch.zeros_like(tokens, dtype=torch.bool)
         if template is not None:  # infilling: fixed tokens on the prior canvas, m = 1 there
-            tokens, fixed = template.apply(tokens, model)
+            tokens, fixed, no_end = template.apply(tokens, end=model.end, pad=model.pad,
+                                                   free_symbols=model.noise_symbols, generator=generator)
         scores = tokens.new_zeros(tokens.shape, dtype=torch.float)
-        return CanvasState(tokens, scores, lengths, extra={"length_d": length_d, "fixed": fixed})
+        return CanvasState(tokens, scores, lengths, extra={"length_d": length_d, "fixed": fixed, "no_end": no_end})
 
     def sample_tokens(self, model, logits, generator=None):
         """Tokens [N, W] and ``log f`` [N, W] at temperature 1, from ``logits`` [N, W, V]."""
@@ -133,8 +137,9 @@ class SunmaskSample(DecodingStrategy):
         p = accept_probability(step, num_steps, self.accept_lo, self.accept_hi)
         if p < 1.0:
             masked = masked & (torch.rand(masked.shape, device=masked.device, generator=generator) < p)
-        tokens = torch.where(masked, proposal, state.tokens)
-        scores = torch.where(masked, logp, state.scores).masked_fill(~in_canvas, 0.0)
+        tokens = respect_template(torch.where(masked, proposal, state.tokens), state.tokens, fixed,
+                                  state.extra["no_end"], model.end)
+        scores = torch.where(masked & tokens.eq(proposal), logp, state.scores).masked_fill(~in_canvas, 0.0)
         return CanvasState(tokens, scores, state.lengths, tokens.ne(state.tokens).any(1), dict(state.extra))
 
     def finalize(self, model, encoder_out, state):

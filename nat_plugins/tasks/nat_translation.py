@@ -24,6 +24,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from ..compat import patch_interactive
 from ..decoding.generator import NATGenerator
+from ..decoding.templates import TemplateSource
 from ..decoding.strategy import STRATEGIES, DecodingOptions
 from ..errors import NATUserError
 from ..modules.nat_base import NATModelBase
@@ -109,6 +110,11 @@ class NATTranslationConfig(TranslationConfig):
     sunmask_typical_mass: float = field(
         default=0.95, metadata={"help": "SUNMASK sampling: mass of the locally typical set (1: plain sampling)"}
     )
+    decode_templates: Optional[str] = field(
+        default=None, metadata={"help": "target templates for infilling: 'inline' (fairseq-interactive lines "
+                                        "'SOURCE ||| TEMPLATE') or a file with one template per sentence id "
+                                        "(fairseq-generate); <blank> = one free token, <gap> = a free span"}
+    )
     sunmask_accept: str = field(
         default="1", metadata={"help": "SUNMASK sampling: acceptance probability P, or LO:HI for the triangular "
                                        "ramp LO -> HI -> LO over the steps"}
@@ -157,6 +163,11 @@ class NATTranslationTask(TranslationTask):
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
         # fairseq-interactive builds one dataset per chunk of input lines; numbering
         # them lets errors name the input line, not the index within the chunk.
+        source = self.template_source()
+        if source is not None and source.inline:
+            if constraints is not None:
+                raise NATUserError("--decode-templates and --constraints cannot be combined")
+            constraints = source.tag(len(src_lengths))  # line keys ride in the constraints field
         dataset = super().build_dataset_for_inference(src_tokens, src_lengths, constraints=constraints)
         dataset.nat_first_line = self._inference_lines + 1
         self._inference_lines += len(src_lengths)
@@ -323,7 +334,25 @@ class NATTranslationTask(TranslationTask):
             )
         return bleu
 
+    def template_source(self):
+        """The :class:`~nat_plugins.decoding.templates.TemplateSource` of ``--decode-templates`` (or None)."""
+        if not self.cfg.decode_templates:
+            return None
+        if getattr(self, "_template_source", None) is None:
+            self._template_source = TemplateSource(self.cfg.decode_templates, self.target_dictionary)
+        return self._template_source
+
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        source = self.template_source()
+        if source is not None and source.inline:
+            lines = source.split_lines(lines, encode_fn)
+        return super().get_interactive_tokens_and_lengths(lines, encode_fn)
+
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        source = self.template_source()
+        if source is not None and isinstance(generator, NATGenerator):
+            keys, constraints = (constraints, None) if source.inline else (None, constraints)
+            sample = dict(sample, templates=source.for_sample(sample, keys))
         out = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
         if self.cfg.eval_bleu_tok and models and models[0].training is False:
             from fairseq import utils

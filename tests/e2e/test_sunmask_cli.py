@@ -43,3 +43,35 @@ def test_seeded_sampling_is_reproducible_and_sundae_strategies_do_not_apply(tiny
     assert hypotheses(run_generate(args, capsys)) == hypotheses(run_generate(args, capsys))
     with pytest.raises(NATUserError, match="sunmask_sample"):
         run_generate(gen_args(tiny_bin, tiny_sunmask, "--decoding-strategy", "sundae_sample"), capsys)
+
+
+def test_infilling_through_fairseq_interactive(tiny_bin, tiny_sunmask, tmp_path, capsys):
+    from interactive_cli import interactive_args, run_interactive
+
+    lines = ["w1 w2 w3 ||| W1 <blank> W3", "w4 w5 w6 w7 ||| <gap> W6 <gap>", "w8 w9",
+             "w1 w2 w3 ||| <blank> <blank> W9 <blank>"]
+    out = run_interactive(interactive_args(tiny_bin, tiny_sunmask, "--decode-templates", "inline",
+                                           "--length-beam", "2", "--decode-seed", "1"), lines, tmp_path, capsys)
+    hyps = {i: h.split() for i, h in hypotheses(out).items()}
+    assert sorted(hyps) == [0, 1, 2, 3]
+    assert len(hyps[0]) == 3 and hyps[0][0] == "W1" and hyps[0][2] == "W3"
+    assert "W6" in hyps[1][1:-1]  # at least one position on each side of the fixed token
+    assert hyps[2]  # a free translation
+    assert len(hyps[3]) == 4 and hyps[3][2] == "W9"  # same source as line 0, its own template
+
+
+def test_infilling_with_a_template_file_through_fairseq_generate(tiny_bin, tiny_sunmask, tmp_path, capsys):
+    refs = {}
+    for line in run_generate(gen_args(tiny_bin, tiny_sunmask, "--decode-iterations", "2"), capsys).splitlines():
+        if line.startswith("T-"):
+            refs[int(line.split("\t")[0][2:])] = line.split("\t")[1].split()
+    # Keep the first and last reference words, infill the rest with a width the model picks.
+    templates = tmp_path / "templates.txt"
+    templates.write_text("".join(f"{refs[i][0]} <gap> {refs[i][-1]}\n" if i % 2 == 0 else "\n"
+                                 for i in range(len(refs))))
+    out = run_generate(gen_args(tiny_bin, tiny_sunmask, "--decode-templates", str(templates),
+                                "--length-beam", "3"), capsys)
+    hyps = {i: h.split() for i, h in hypotheses(out).items()}
+    for i, words in hyps.items():
+        if i % 2 == 0:
+            assert words[0] == refs[i][0] and words[-1] == refs[i][-1] and len(words) >= 3, (refs[i], words)
