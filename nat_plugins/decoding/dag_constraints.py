@@ -105,7 +105,7 @@ def constrained_decode_graph(strategy, links, token_logprobs, lengths, pad, fram
         best_lp = best_lp.masked_fill(frame, 0.0)
         con_lp = con_lp.masked_fill(frame[:, None, :], float("-inf"))
     vertices, emits, _, score = dag_constrained_viterbi(links, best_lp, con_lp, phrase_end, C_len, lengths,
-                                                        beta=beta)
+                                                        beta=beta, length_norm="transitions")
     if framed:
         vertices, emits = vertices[:, 1:], emits[:, 1:]
         last = vertices.eq(lengths[:, None] - 1)

@@ -9,7 +9,7 @@ consecutive repeats merged (§2.4).  All are one decoder pass
 ``dag_greedy``      next vertex ``argmax_j links(i, j)``
 ``dag_lookahead``   next vertex ``argmax_j links(i, j) + beta * max_y log P(y | v_j)``
                     (``--decode-beta``; the ``auto`` default of ``dat`` models)
-``dag_joint_viterbi`` maximise ``(sum links + sum max_y log P) / |a|^beta`` over
+``dag_joint_viterbi`` maximise ``(sum links + sum max_y log P) / (|a| - 1)^beta`` over
                     all paths (Shao et al. 2022; ``--decode-viterbi-beta``),
                     via :func:`nat_plugins.ops.dag_viterbi`
 ``dag_sample``      next vertex sampled from ``softmax(links(i, .) / temperature)``
@@ -212,7 +212,11 @@ class DAGGreedy(DAGLookahead):
 
 @register_strategy
 class DAGJointViterbi(DAGStrategy):
-    """Joint-Viterbi (Shao et al. 2022): best ``(sum links + sum max_y log P) / |a|^beta`` over all paths."""
+    """Joint-Viterbi (Shao et al. 2022): best ``(sum links + sum max_y log P) / (|a| - 1)^beta`` over all paths.
+
+    The divisor counts transitions, as the DA-Transformer reference implementation does
+    (REFERENCE.md §9); ``nat_plugins.ops.dag_viterbi(length_norm="vertices")`` is the earlier |a|.
+    """
 
     name = "dag_joint_viterbi"
     joint_score = True
@@ -221,7 +225,7 @@ class DAGJointViterbi(DAGStrategy):
 
     def search(self, links, best_lp, lengths, generator=None):
         beta = float(self._extra("decode_viterbi_beta", 1.0))
-        vertices, _, score = dag_viterbi(links, best_lp, lengths, beta=beta)
+        vertices, _, score = dag_viterbi(links, best_lp, lengths, beta=beta, length_norm="transitions")
         return vertices, score.float()
 
 

@@ -1,10 +1,12 @@
 """Constrained joint-Viterbi read-out on the hand DAG of test_dag_decoding.py.
 
-Hand answers (beta = 1, path prob ** (1 / |a|); tokens other than a vertex's best have p = 1e-3):
+Hand answers (beta = 1, ln(path prob) / (|a| - 1), joint-Viterbi's per-transition rule; tokens
+other than a vertex's best have p = 1e-3):
 
-* constraint "t7" (only v3 likes it, p .2): [0,3,4] .40*1.0 * .9*.2*.9 = .0648 -> ln/3 = -0.912,
-  better than any path putting t7 on a 1e-3 vertex ([0,1,4] with v1 = t7: .24*.9*1e-3*.9, ln/3 = -3.1)
-  => t4 t7 t8 (the unconstrained answer is t4 t5 t8).
+* constraint "t7" (only v3 likes it, p .2): [0,2,3,4] .25*.55*1.0 * .9*.9*.2*.9 = .0200 -> ln/3 = -1.303
+  beats [0,3,4] .40*1.0 * .9*.2*.9 = .0648 -> ln/2 = -1.368 and any path putting t7 on a 1e-3 vertex
+  ([0,1,4] with v1 = t7: .24*.9*1e-3*.9, ln/2 = -4.1)
+  => t4 t6 t7 t8 (the unconstrained answer is t4 t5 t8).
 """
 import math
 
@@ -33,9 +35,9 @@ def out(tokens, lengths, b=0):
 
 def test_single_token_constraint_by_hand():
     tokens, scores, lengths, score, failed = run([[[7]]])
-    assert out(tokens, lengths) == [4, 7, 8] and not failed[0]
-    assert math.isclose(float(score[0]), math.log(.0648) / 3, rel_tol=1e-5)
-    assert math.isclose(float(scores[0, 1]), math.log(.2), rel_tol=1e-5)
+    assert out(tokens, lengths) == [4, 6, 7, 8] and not failed[0]
+    assert math.isclose(float(score[0]), math.log(.25 * .55 * .9 * .9 * .2 * .9) / 3, rel_tol=1e-5)
+    assert math.isclose(float(scores[0, 2]), math.log(.2), rel_tol=1e-5)
 
 
 def test_no_constraints_is_plain_joint_viterbi_and_rows_are_independent():
@@ -44,7 +46,7 @@ def test_no_constraints_is_plain_joint_viterbi_and_rows_are_independent():
     ref_tok, _, ref_len, ref_score = strategy().decode_graph(links, tok, torch.tensor([5]), PAD)
     assert out(tokens, lengths, 1) == out(ref_tok, ref_len) == [4, 5, 8]
     assert math.isclose(float(score[1]), float(ref_score[0]), rel_tol=1e-6)
-    assert out(tokens, lengths, 0) == [4, 7, 8] and not failed.any()
+    assert out(tokens, lengths, 0) == [4, 6, 7, 8] and not failed.any()
 
 
 def test_phrase_with_a_repeat_survives_the_merge():
@@ -68,7 +70,7 @@ def test_infeasible_constraints_fall_back_to_the_unconstrained_output():
     tokens, _, lengths, score, failed = run([[[1, 2, 3], [4, 5, 6]], [[7]]])
     assert failed.tolist() == [True, False]
     assert out(tokens, lengths, 0) == [4, 5, 8] and math.isfinite(float(score[0]))
-    assert out(tokens, lengths, 1) == [4, 7, 8]
+    assert out(tokens, lengths, 1) == [4, 6, 7, 8]
 
 
 def test_framed_model_never_puts_constraints_on_the_frame_vertices():

@@ -13,12 +13,12 @@ The graph (5 vertices; the best token of each vertex and its probability):
 * lookahead, beta = 1 (link x next token prob):
     from 0: v1 .30*.5=.150, v2 .25*.9=.225, v3 .40*.2=.080, v4 .045 -> v2
     from 2: v3 .55*.2=.110, v4 .45*.9=.405 -> v4                    => t4 t6 t8
-* joint-Viterbi, beta = 1 (path prob ** (1 / |a|)):
-    [0,1,4] .30*.80 * .9*.5*.9 = .0972 -> ln/3 = -0.777   (best)
-    [0,2,4] .25*.45 * .9*.9*.9 = .0820 -> ln/3 = -0.834
-    [0,3,4] .40*1.0 * .9*.2*.9 = .0648 -> ln/3 = -0.912
-    [0,4]   .05     * .9*.9    = .0405 -> ln/2 = -1.603
-    [0,2,3,4] .25*.55*1 * .9*.9*.2*.9 = .0200 -> ln/4 = -0.977     => t4 t5 t8
+* joint-Viterbi, beta = 1 (ln path prob / (|a| - 1), per transition as the DA-Transformer reference):
+    [0,1,4] .30*.80 * .9*.5*.9 = .0972 -> ln/2 = -1.165   (best)
+    [0,2,4] .25*.45 * .9*.9*.9 = .0820 -> ln/2 = -1.251
+    [0,3,4] .40*1.0 * .9*.2*.9 = .0648 -> ln/2 = -1.368
+    [0,4]   .05     * .9*.9    = .0405 -> ln/1 = -3.206
+    [0,2,3,4] .25*.55*1 * .9*.9*.2*.9 = .0200 -> ln/3 = -1.303     => t4 t5 t8
 """
 import math
 
@@ -86,7 +86,7 @@ def test_lookahead():
 def test_joint_viterbi():
     tokens, _, lengths, score = decode(DAGJointViterbi, decode_viterbi_beta=1.0)
     assert as_lists(tokens, lengths) == [[4, 5, 8]]
-    assert score.item() == pytest.approx(math.log(.30 * .80 * .9 * .5 * .9) / 3, abs=1e-5)
+    assert score.item() == pytest.approx(math.log(.30 * .80 * .9 * .5 * .9) / 2, abs=1e-5)
 
 
 def test_sample_top_p_and_temperature():
@@ -153,8 +153,8 @@ def test_merge_repeats():
 def test_framed_graphs_drop_their_end_vertices_and_do_not_score_them():
     """Trained on <s> y </s>: v0 and v4 emit the frame (log 1 in the search), the output is the middle.
 
-    joint-Viterbi, beta = 1: [0,1,4] .30*.80*.5 = .120 -> ln/3 = -0.707 (best; [0,2,4] .10125 -> -0.763,
-    [0,3,4] .080 -> -0.842, [0,4] .05 -> -1.498); lookahead, beta = 1: from 0, v2 .225 beats v1 .150 and
+    joint-Viterbi, beta = 1, per transition: [0,1,4] .30*.80*.5 = .120 -> ln/2 = -1.060 (best; [0,2,4]
+    .10125 -> -1.145, [0,3,4] .080 -> -1.263, [0,2,3,4] .02475 -> ln/3 = -1.233, [0,4] .05 -> -2.996); lookahead, beta = 1: from 0, v2 .225 beats v1 .150 and
     v4 .05; from 2, v4 .45 beats v3 .11.
     """
     links, tok = hand_dag()
@@ -163,7 +163,7 @@ def test_framed_graphs_drop_their_end_vertices_and_do_not_score_them():
         strategy = cls(DecodingOptions(extra=dict(decode_beta=1.0, decode_viterbi_beta=1.0)))
         tokens, _, n, score = strategy.decode_graph(links, tok, torch.tensor([5]), PAD, framed=True)
         assert as_lists(tokens, n) == [middle], cls.name
-    assert score.item() == pytest.approx(math.log(.30 * .80 * .5) / 3, abs=1e-5)
+    assert score.item() == pytest.approx(math.log(.30 * .80 * .5) / 2, abs=1e-5)
     one = DAGJointViterbi(DecodingOptions()).decode_graph(links[:, :1, :1], tok[:, :1], torch.tensor([1]), PAD,
                                                          framed=True)
     assert one[2].tolist() == [0]

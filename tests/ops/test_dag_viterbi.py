@@ -18,9 +18,10 @@ def _links_tok(seed, neg_inf_frac=0.0, dtype=torch.float64):
     return links.to(dtype), tok.to(dtype), P_len
 
 
-def _check(links, tok, P_len, beta, max_length):
+def _check(links, tok, P_len, beta, max_length, norm="vertices"):
     l0 = links.clone()
-    verts, lengths, scores = dag_viterbi(links, tok, P_len, beta=beta, max_length=max_length, impl="torch")
+    verts, lengths, scores = dag_viterbi(links, tok, P_len, beta=beta, max_length=max_length, impl="torch",
+                                         length_norm=norm)
     assert torch.equal(links.nan_to_num(), l0.nan_to_num())
     if max_length is None:
         M = P_len
@@ -28,7 +29,7 @@ def _check(links, tok, P_len, beta, max_length):
         M = torch.clamp(P_len, max=max_length)
     else:
         M = torch.minimum(max_length, P_len)
-    ref = bf.joint_viterbi(clean(links), tok, P_len, M, beta)
+    ref = bf.joint_viterbi(clean(links), tok, P_len, M, beta, norm)
     assert verts.shape[1] == max(1, int(lengths.max()))
     for b, (path, best) in enumerate(ref):
         n = int(lengths[b])
@@ -42,13 +43,29 @@ def _check(links, tok, P_len, beta, max_length):
         assert math.isclose(float(scores[b]), best, rel_tol=1e-5, abs_tol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["vertices", "transitions"])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 2.5, 0.1])
 @pytest.mark.parametrize("max_length", [None, 3, 1, "tensor"])
-def test_joint_viterbi_brute_force(beta, max_length):
+def test_joint_viterbi_brute_force(beta, max_length, norm):
     links, tok, P_len = _links_tok(seed=21)
     if max_length == "tensor":
         max_length = torch.tensor([2, 9, 1, 2, 4, 5, 3])
-    _check(links, tok, P_len, beta, max_length)
+    _check(links, tok, P_len, beta, max_length, norm)
+
+
+def test_transitions_rule_changes_the_choice():
+    # 0 -> 2 (one transition, score -2) against 0 -> 1 -> 2 (two, score -3.2), beta = 1:
+    # per vertex -2/2 = -1.0 beats -3.2/3 = -1.067 (the short path);
+    # per transition -2/1 = -2.0 loses to -3.2/2 = -1.6 (the long path).
+    links = torch.full((1, 3, 3), float("-inf"), dtype=torch.float64)
+    links[0, 0, 2], links[0, 0, 1], links[0, 1, 2] = -2.0, -1.6, -1.6
+    P_len = torch.tensor([3])
+    v, n, s = dag_viterbi(links, None, P_len, impl="torch", length_norm="vertices")
+    assert v[0, : int(n[0])].tolist() == [0, 2] and math.isclose(float(s[0]), -1.0)
+    v, n, s = dag_viterbi(links, None, P_len, impl="torch", length_norm="transitions")
+    assert v[0, : int(n[0])].tolist() == [0, 1, 2] and math.isclose(float(s[0]), -1.6)
+    with pytest.raises(ValueError, match="length_norm must be"):
+        dag_viterbi(links, None, P_len, impl="torch", length_norm="tokens")
 
 
 def test_links_only_and_neg_inf():
@@ -56,6 +73,7 @@ def test_links_only_and_neg_inf():
         links, tok, P_len = _links_tok(seed=30 + seed, neg_inf_frac=0.4)
         _check(links, None, P_len, 1.0, None)
         _check(links, tok, P_len, 2.0, 4)
+        _check(links, tok, P_len, 2.0, 4, "transitions")
 
 
 def test_fp16_inputs():
