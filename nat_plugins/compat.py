@@ -217,6 +217,27 @@ def _help_after_plugin_options():
     argparse._HelpAction.__call__ = __call__
 
 
+def forget_idle_meters(pattern):
+    """Drop the meters whose name matches ``pattern`` (a compiled regex) and
+    that hold no value since fairseq last reset them.
+
+    fairseq resets its per-log-interval meters but keeps their names, so a
+    quantity not measured in an interval (e.g. a DiffGLAT level that was not
+    sampled) is printed as ``loss_t3=None``.  Called from a criterion's
+    ``reduce_metrics`` before it logs, so only the measured ones are printed.
+    """
+    from fairseq.logging import metrics
+    from fairseq.logging.meters import AverageMeter
+
+    for aggregator in metrics.get_active_aggregators():
+        idle = [key for key, meter in aggregator.items()
+                if pattern.match(key) and isinstance(meter, AverageMeter) and meter.count == 0]
+        for key in idle:
+            del aggregator[key]
+        if idle:  # fairseq re-sorts by this list whenever a meter is added
+            aggregator.priorities = [entry for entry in aggregator.priorities if entry[2] not in idle]
+
+
 _installed = False
 
 

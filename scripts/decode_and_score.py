@@ -95,13 +95,13 @@ def run_generate(argv, out_path):
     try:
         with open(tmp, "w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle):
             generate.main(args)
-    except JobError:
-        raise
+        os.replace(tmp, out_path)
     except Exception as error:  # fairseq and the plugin raise many kinds; one line each
         raise JobError(f"fairseq-generate failed: {type(error).__name__}: {error}") from error
     finally:
         logger.removeHandler(recorder)
-    os.replace(tmp, out_path)
+        if os.path.exists(tmp):  # a failed or interrupted job leaves no partial output behind
+            os.remove(tmp)
     return recorder.speed
 
 

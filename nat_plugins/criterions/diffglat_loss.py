@@ -405,7 +405,8 @@ class DiffGLATLoss(DAGLoss):
 
         from ..compat import forget_idle_meters
 
-        forget_idle_meters(_LEVEL_LOSS)  # else a level not sampled in a log interval prints as None
+        # else a level (or gamma) not sampled in a log interval prints as None
+        forget_idle_meters(re.compile(r"^(loss_t\d+|gamma|y0_share)$"))
         keys = sorted({key for log in logging_outputs for key in log if _LEVEL_LOSS.match(key)})
         for key in keys:
             n = total(key + "_n")

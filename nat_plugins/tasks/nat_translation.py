@@ -183,7 +183,7 @@ class NATTranslationTask(TranslationTask):
         try:
             return super().get_batch_iterator(dataset, **kwargs)
         except AssertionError as exc:
-            error = run_checks.max_tokens_error(exc, dataset)
+            error = run_checks.max_tokens_error(exc, dataset, max_tokens)
             if error is None:
                 raise
             raise error from None
@@ -238,7 +238,7 @@ class NATTranslationTask(TranslationTask):
         is_nat = lambda m: isinstance(m, NATModelBase)  # noqa: E731
         run_checks.check_ensemble(models, is_nat, pick_bool(args, "decode_ar_rerank", self.cfg.decode_ar_rerank))
         if not is_nat(model):
-            run_checks.check_nat_flags_unused(self.cfg, TranslationConfig, model)
+            run_checks.check_nat_flags_unused(self.cfg, NATTranslationConfig, TranslationConfig, model)
             return super().build_generator(models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kwargs)
         for name, (default, ours) in _FAIRSEQ_ITER_FLAGS.items():
             value = getattr(args, name, default)

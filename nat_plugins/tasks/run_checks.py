@@ -16,7 +16,8 @@ nothing useful without saying so, or crash with a traceback:
 """
 import dataclasses
 import math
-import re
+
+import numpy as np
 
 from ..errors import NATUserError
 
@@ -24,9 +25,9 @@ __all__ = ["check_nat_flags_unused", "check_ensemble", "check_decoding_values", 
            "max_tokens_error", "line_label"]
 
 
-def _nat_only_fields(cfg, base_cls):
+def _nat_only_fields(config_cls, base_cls):
     base = {f.name for f in dataclasses.fields(base_cls)}
-    return [f for f in dataclasses.fields(type(cfg)) if f.name not in base and f.name != "eval_bleu_tok"]
+    return [f for f in dataclasses.fields(config_cls) if f.name not in base and f.name != "eval_bleu_tok"]
 
 
 def _default(field):
@@ -37,10 +38,11 @@ def _default(field):
     return None
 
 
-def check_nat_flags_unused(cfg, base_cls, model):
-    """Raise when a NAT decoding flag of ``cfg`` differs from its default
-    although ``model`` is not a plugin NAT model (fairseq's generator ignores them)."""
-    for field in _nat_only_fields(cfg, base_cls):
+def check_nat_flags_unused(cfg, config_cls, base_cls, model):
+    """Raise when a flag of ``config_cls`` (the task's dataclass) that ``base_cls``
+    (fairseq's) lacks differs in ``cfg`` from its default although ``model`` is
+    not a plugin NAT model (fairseq's generator ignores such flags)."""
+    for field in _nat_only_fields(config_cls, base_cls):
         value = getattr(cfg, field.name, None)
         if value is not None and str(value) != str(_default(field)):
             raise NATUserError(
@@ -118,15 +120,16 @@ def line_label(dataset, index):
     return f"sentence #{index} (line {int(index) + 1} of the split)"
 
 
-_MAX_TOKENS = re.compile(r"index (\d+) of size (\d+) exceeds max_tokens limit of (\d+)")
-
-
-def max_tokens_error(exc, dataset):
-    """A :class:`NATUserError` for fairseq's batching assertion, or None for other errors."""
-    match = _MAX_TOKENS.search(str(exc))
-    if match is None:
+def max_tokens_error(exc, dataset, max_tokens):
+    """A :class:`NATUserError` for fairseq's batching assertion that a sentence
+    exceeds ``--max-tokens``, or None for any other assertion."""
+    if not max_tokens or "max_tokens" not in str(exc):
         return None
-    index, size, limit = match.groups()
+    sizes = dataset.num_tokens_vec(np.arange(len(dataset)))
+    over = np.flatnonzero(sizes > max_tokens)
+    if over.size == 0:
+        return None
+    first = int(over[0])
     return NATUserError(
-        f"{line_label(dataset, index)} has {size} tokens, more than --max-tokens {limit}; raise --max-tokens, "
-        "or add --skip-invalid-size-inputs-valid-test to skip such sentences")
+        f"{over.size} sentence(s) exceed --max-tokens {max_tokens}, e.g. {line_label(dataset, first)} with "
+        f"{int(sizes[first])} tokens; raise --max-tokens, or add --skip-invalid-size-inputs-valid-test to skip them")
