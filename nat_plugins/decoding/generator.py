@@ -107,7 +107,7 @@ class NATGenerator:
             # Candidates that could not place the constraints rank after those that could.
             failed = failed.view(-1, k * n)
             order = order.gather(1, failed.gather(1, order).long().argsort(dim=1, stable=True))
-            self._warn_unplaced(sample, rows, phrases, failed)
+            self._warn_unplaced(model, sample, rows, phrases, failed)
         for i, row in enumerate(rows.tolist()):
             hypos = []
             for c in order[i].tolist():
@@ -141,14 +141,18 @@ class NATGenerator:
         check_width(batch, getattr(model, "max_canvas", None) or model.max_decoder_positions())
         return batch, cand_lengths
 
-    def _warn_unplaced(self, sample, rows, phrases, failed):
+    def _warn_unplaced(self, model, sample, rows, phrases, failed):
+        # fairseq-interactive's batches carry no sentence ids: name the source text too
         ids = sample.get("id")
+        src_dict = model.encoder.dictionary
         for i, row in enumerate(rows.tolist()):
             if bool(failed[i].all()) and phrases[row]:
-                name = int(ids[row]) if ids is not None else row
+                src = sample["net_input"]["src_tokens"][row]
+                text = src_dict.string(src[src.ne(src_dict.pad()) & src.ne(src_dict.eos())])
+                name = f"sentence {int(ids[row])}" if ids is not None else "a sentence"
                 shown = " | ".join(self.tgt_dict.string(torch.tensor(p)) for p in phrases[row])
-                logger.warning(f"nat_plugins: sentence {name}: the constraints ({shown}) do not fit its graph; "
-                               "giving the unconstrained translation")
+                logger.warning(f"nat_plugins: {name}: the constraints ({shown}) do not fit its graph; giving the "
+                               f"unconstrained translation; source: {text}")
 
     def _run(self, model, encoder_out, lengths, rng, controls=None):
         strategy = self.strategy
