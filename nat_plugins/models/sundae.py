@@ -87,7 +87,8 @@ import torch.nn.functional as F
 from fairseq.models import register_model, register_model_architecture
 
 from ..modules.nat_base import SMALL_SIZE, TINY_SIZE, NATModelBase, nat_base_architecture
-from ..modules.noise import uniform_random_tokens
+from ..errors import NATUserError
+from ..modules.noise import uniform_random_tokens, vocabulary_symbols
 from ..modules.sundae_length_predictor import SundaeLengthPredictor, downsample_length
 
 __all__ = ["SUNDAEModel"]
@@ -154,8 +155,6 @@ class SUNDAEModel(NATModelBase):
         self.end = self.eos  # the end/padding symbol of the canvas (module docstring)
         self.canvas_slack = float(args.sundae_canvas_slack)
         if self.canvas_slack < 0:
-            from ..errors import NATUserError
-
             raise NATUserError(f"--sundae-canvas-slack must be >= 0, got {self.canvas_slack}")
         self.read_out_rule = args.sundae_read_out
         self.default_decode_samples = int(args.sundae_decode_samples)
@@ -179,19 +178,15 @@ class SUNDAEModel(NATModelBase):
         every special symbol and ``madeupword`` filler; samples may also be
         ``<eos>`` and ``<unk>`` (targets hold both).
         """
-        symbols = self.tgt_dict.symbols
-        forbidden = torch.zeros(len(symbols), dtype=torch.bool)
+        forbidden = torch.zeros(len(self.tgt_dict), dtype=torch.bool)
         forbidden[[self.pad, self.bos]] = True
         if rule == "all":
             return (~forbidden).nonzero().squeeze(1), forbidden
-        special = torch.zeros(len(symbols), dtype=torch.bool)
-        special[: self.tgt_dict.nspecial] = True
-        for i, s in enumerate(symbols):
-            if s.startswith("madeupword"):  # fairseq's vocabulary-size filler
-                special[i] = True
-        forbidden = special.clone()
+        noise = vocabulary_symbols(self.tgt_dict)
+        forbidden = torch.ones_like(forbidden)
+        forbidden[noise] = False
         forbidden[[self.end, self.unk]] = False
-        return (~special).nonzero().squeeze(1), forbidden
+        return noise, forbidden
 
     # ---- lengths and the canvas ---------------------------------------------
     def length_logits(self, encoder_out, src_len=None):
