@@ -4,7 +4,8 @@
 overrides only the passes: ``encode`` (+ ``length_logits``),
 ``refine_logprobs`` (CMLM) and ``dag_graph`` (DAT, DiffGLAT).  Everything
 else (initial canvas, length candidates, graph sizes, decoding options) is the
-model's own method, and the search is the plugin's own: the shared
+model's own method; the view's decoder hides ``features`` so that no strategy runs
+the eager stack beside the exported pass.  The search is the plugin's own: the shared
 :class:`~nat_plugins.decoding.generator.NATGenerator` and its strategies
 (mask-predict loop, DAG greedy / lookahead / joint-Viterbi / sampling) run
 unchanged on the exported passes' outputs.  So the fast path cannot drift from
@@ -73,6 +74,13 @@ class ExportedPasses:
 class ExportedModelMixin:
     """Overrides of the neural passes (put before the model's class in the MRO)."""
 
+    def train(self, mode=True):
+        """Inference only.  ``eval()`` is a no-op: the view was put in eval mode when exported,
+        and walking its ~800 submodules on every ``generate`` call costs about 1 ms at batch 1."""
+        if mode:
+            raise RuntimeError("an exported model view decodes only; train the original model")
+        return self
+
     def encode(self, src_tokens, src_lengths):
         outs = self.exported.encoder(src_tokens)
         n = len(self.exported.layout.tensors)
@@ -96,6 +104,25 @@ class ExportedModelMixin:
         return token_lp, links
 
 
+class _PassOnlyDecoder:
+    """The view's decoder: the model's, without ``features``.  Strategies that would run the
+    decoder stack themselves when it has ``features`` (mask-predict's projection of the
+    masked positions only, :func:`~nat_plugins.decoding.mask_predict.masked_predictions`)
+    then read the model's ``refine_logprobs``: the exported pass."""
+
+    @property
+    def features(self):
+        raise AttributeError("the decoder stack of an exported view runs only as its exported pass")
+
+
+def _view(module, mixin):
+    """A shallow copy of ``module`` (same parameters and submodules) of a subclass with ``mixin`` first."""
+    cls = type(f"Exported{type(module).__name__}", (mixin, type(module)), {"__module__": __name__})
+    view = copy.copy(module)
+    view.__class__ = cls
+    return view
+
+
 def exported_model(model, backend=None, threads=1):
     """A view of ``model`` (sharing its weights) whose passes run on ``backend``; CPU only.
 
@@ -108,8 +135,8 @@ def exported_model(model, backend=None, threads=1):
                            f"(decoding family {family!r}); decode it with fairseq-generate")
     model.eval()
     passes = ExportedPasses(model, backend, threads)
-    cls = type(f"Exported{type(model).__name__}", (ExportedModelMixin, type(model)), {"__module__": __name__})
-    fast = copy.copy(model)
-    fast.__class__ = cls
+    fast = _view(model, ExportedModelMixin)
+    fast._modules = dict(model._modules)  # the copy shared the dict: give the view its own
+    fast._modules["decoder"] = _view(model.decoder, _PassOnlyDecoder)
     fast.exported = passes
     return fast

@@ -89,6 +89,28 @@ def test_the_view_shares_weights_and_leaves_the_model_alone():
     assert isinstance(fast, DATModel) and fast.exported.backend == "torchscript"
 
 
+@pytest.mark.parametrize("cls, arch, strategy, options", [
+    (CMLMModel, cmlm_tiny, "mask_predict", DecodingOptions(iterations=3, length_beam=2)),
+    (DATModel, dat_tiny, "dag_lookahead", DecodingOptions()),
+])
+def test_decoding_runs_the_exported_passes_not_the_eager_stack(cls, arch, strategy, options, monkeypatch):
+    model, _, d = build_tiny(cls, arch, words=WORDS)
+    fast = exported_model(prepared(model, options), "torchscript")
+    calls = {"encoder": 0, "decoder": 0}
+    for name in calls:
+        traced = getattr(fast.exported, name)
+
+        def counted(*tensors, _traced=traced, _name=name):
+            calls[_name] += 1
+            return _traced(*tensors)
+
+        monkeypatch.setattr(fast.exported, name, counted)
+    for layer in list(model.decoder.layers) + list(model.encoder.layers):
+        monkeypatch.setattr(layer, "forward", lambda *a, **k: pytest.fail("an eager layer ran"))
+    NATGenerator(d, STRATEGIES[strategy](options)).generate([fast], sources(d, [4, 6]))
+    assert calls == {"encoder": 1, "decoder": options.iterations if strategy == "mask_predict" else 1}
+
+
 def test_unsupported_family_and_backend_are_clear_errors():
     model, _, _ = build_tiny(SUNDAEModel, sundae_tiny, words=WORDS)
     with pytest.raises(NATUserError, match="CMLM, DAT and DiffGLAT"):
