@@ -10,6 +10,8 @@
     cut -f1 constrained.in | fairseq-interactive DATA ... --path dat.pt > free.out
     # 3. how many sentences carry every phrase, in order
     python scripts/constraints_eval.py check --input constrained.in --output constrained.out
+    # 4. cost of the exact DP against unconstrained joint-Viterbi (random graphs, PyTorch reference)
+    python scripts/constraints_eval.py bench --batch 32 --vertices 240 --tokens 2 4 8
 
 Phrases and hypotheses are compared as whitespace tokens of the ``H-`` lines (after fairseq's
 ``--post-process``), so give the reference in the form the hypotheses are printed in.  Sentences for
@@ -111,6 +113,44 @@ def cmd_check(args):
     return 0
 
 
+def cmd_bench(args):
+    """Constrained vs unconstrained joint-Viterbi (PyTorch reference) on random graphs, best of 3."""
+    import time
+
+    import torch
+
+    from nat_plugins.ops import dag_viterbi
+    from nat_plugins.ops.dag_constrained_torch import dag_constrained_viterbi
+
+    torch.manual_seed(0)
+    B, P = args.batch, args.vertices
+    links = torch.randn(B, P, P).log_softmax(-1)
+    tok = torch.randn(B, P)
+    lengths = torch.full((B,), P)
+
+    def best(fn):
+        fn()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    base = best(lambda: dag_viterbi(links, tok, lengths, impl="torch", length_norm="transitions"))
+    rows = [{"constraint_tokens": 0, "seconds": round(base, 4), "ratio": 1.0}]
+    for C in args.tokens:
+        con = torch.randn(B, C, P) - 2
+        end = torch.zeros(B, C, dtype=torch.bool)
+        end[:, C - 1] = True
+        end[:, max(0, C // 2 - 1)] = True  # two phrases
+        t = best(lambda: dag_constrained_viterbi(links, tok, con, end, torch.full((B,), C), lengths,
+                                                 length_norm="transitions"))
+        rows.append({"constraint_tokens": C, "seconds": round(t, 4), "ratio": round(t / base, 2)})
+    print(json.dumps({"batch": B, "vertices": P, "threads": torch.get_num_threads(), "rows": rows}))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,8 +165,12 @@ def main(argv=None):
     check.add_argument("--output", required=True, help="fairseq-interactive stdout")
     check.add_argument("--log", help="fairseq-interactive stderr (marks the infeasible sentences)")
     check.add_argument("--json", action="store_true")
+    bench = sub.add_parser("bench", help="time the constrained joint-Viterbi op against the unconstrained one")
+    bench.add_argument("--batch", type=int, default=32)
+    bench.add_argument("--vertices", type=int, default=240)
+    bench.add_argument("--tokens", type=int, nargs="+", default=[2, 4, 8])
     args = parser.parse_args(argv)
-    return cmd_make(args) if args.command == "make" else cmd_check(args)
+    return {"make": cmd_make, "check": cmd_check, "bench": cmd_bench}[args.command](args)
 
 
 if __name__ == "__main__":
