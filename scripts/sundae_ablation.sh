@@ -3,7 +3,7 @@
 #
 #   bash scripts/sundae_ablation.sh train l12 l1      # two trainings side by side
 #   bash scripts/sundae_ablation.sh train nolen lenfixed
-#   bash scripts/sundae_ablation.sh eval              # l12: T = 4, 8, 10, sampling and argmax-unrolled
+#   bash scripts/sundae_ablation.sh eval [ARM...]     # [l12]: sampling at T = 1, 4, 10; argmax-unrolled at T = 4
 #   bash scripts/sundae_ablation.sh eval-arms l1 l1u nolen lenfixed   # T = 10 sampling
 #   bash scripts/sundae_ablation.sh valid l12 l1 nolen lenfixed   # valid L(1), L(2) (nats->bits)
 #
@@ -14,15 +14,18 @@
 #   nolen     L(1:2), no length prediction: fixed 40-position canvas
 #   lenfixed  L(1:2), length prediction + fixed 40-position canvas (isolates
 #             the length embedding from the canvas width)
+#   noslack   L(1:2), length canvas without its 25% end slack (--sundae-canvas-slack 0)
+#   cut       L(1:2), output cut at the first <eos> (--sundae-read-out cut-at-end)
 #
 # Environment: PY [.venv/bin/python], BUDGET_MIN [8] wall-clock minutes per
 # training (fairseq --stop-time-hours), UPDATES [unset] an update budget per
 # training instead (--max-update; the paper compares at equal steps, and an
 # update budget is immune to machine load), THREADS [1] torch threads per job,
 # RUN_DIR [runs/sundae_ablation], DATA_BIN [data-bin/quickstart],
-# DATA_RAW [data/quickstart/raw], SAMPLES [2] (n), LENGTH_BEAM [1], TEST_N [300],
-# TAU [0.5], RHO [0.3], SEED [1], DEVICE [auto: the GPU when torch sees one, else
-# cpu; "cpu" forces the CPU].
+# DATA_RAW [data/quickstart/raw], SAMPLES [the model's n: 4 for sundae_small; the
+# 2026-12-02 run used 2], LENGTH_BEAM [1], TEST_N [300], TAU [the model's: 0.5],
+# RHO [0.3], SEED [1], DEVICE [auto: the GPU when torch sees one, else cpu; "cpu"
+# forces the CPU].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -32,10 +35,10 @@ THREADS=${THREADS:-1}
 RUN_DIR=${RUN_DIR:-runs/sundae_ablation}
 DATA_BIN=${DATA_BIN:-data-bin/quickstart}
 DATA_RAW=${DATA_RAW:-data/quickstart/raw}
-SAMPLES=${SAMPLES:-2}
+SAMPLES=${SAMPLES:-}
 LENGTH_BEAM=${LENGTH_BEAM:-1}
 TEST_N=${TEST_N:-300}  # decode the first TEST_N test sentences (0 = all 1200)
-TAU=${TAU:-0.5}
+TAU=${TAU:-}
 RHO=${RHO:-0.3}
 SEED=${SEED:-1}
 DEVICE=${DEVICE:-auto}
@@ -58,6 +61,8 @@ arm_flags() {
     l1u) echo "--unroll-steps 1 --max-update $(l12_updates)" ;;
     nolen) echo "--unroll-steps 2 --sundae-no-length-prediction" ;;
     lenfixed) echo "--unroll-steps 2 --sundae-canvas fixed" ;;
+    noslack) echo "--unroll-steps 2 --sundae-canvas-slack 0" ;;
+    cut) echo "--unroll-steps 2 --sundae-read-out cut-at-end" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }
@@ -110,10 +115,14 @@ decode() {
   bin=$(test_bin)
   raw="$DATA_RAW/test.de"
   [ "$TEST_N" = 0 ] || raw="$RUN_DIR/test$TEST_N/raw.de"
+  # Unset SAMPLES / TAU: the model's defaults (§3.1; fairseq-generate --help lists them).
+  local chosen=()
+  [ -z "$SAMPLES" ] || chosen+=(--decode-samples "$SAMPLES")
+  [ -z "$TAU" ] || chosen+=(--decode-temperature "$TAU")
   OMP_NUM_THREADS=$THREADS "$PY" -m fairseq_cli.generate "$bin" --user-dir nat_plugins \
     --task nat_translation --path "$dir/checkpoints/checkpoint_last.pt" --gen-subset test \
     --batch-size 128 --required-batch-size-multiple 1 --remove-bpe "${CPU_FLAG[@]}" \
-    --decode-samples "$SAMPLES" --length-beam "$LENGTH_BEAM" --decode-seed "$SEED" "$@" \
+    ${chosen[@]+"${chosen[@]}"} --length-beam "$LENGTH_BEAM" --decode-seed "$SEED" "$@" \
     >"$dir/gen.$tag.out" 2>&1
   "$PY" scripts/score.py "$dir/gen.$tag.out" --raw-ref "$raw" --lang de --json >"$dir/score.$tag.json"
   echo "$arm $tag $(cat "$dir/score.$tag.json")"
@@ -158,16 +167,20 @@ case "${1:-}" in
     for p in "${pids[@]}"; do wait "$p"; done
     ;;
   eval)
+    # The issue #16 grid: low-temperature sampling at T = 1, 4, 10; argmax-unrolled at T = 4.
     shift
-    for T in 4 8 10; do
-      decode l12 "stoch.T$T" --decode-iterations "$T" --decode-temperature "$TAU"
-      decode l12 "det.T$T" --decode-iterations "$T" --decoding-strategy sundae_argmax_unrolled --argmax-unrolled-rho "$RHO"
+    [ $# -gt 0 ] || set -- l12
+    for arm in "$@"; do
+      for T in 1 4 10; do
+        decode "$arm" "stoch.T$T" --decode-iterations "$T"
+      done
+      decode "$arm" det.T4 --decode-iterations 4 --decoding-strategy sundae_argmax_unrolled --argmax-unrolled-rho "$RHO"
     done
     ;;
   eval-arms)
     shift
     for arm in "$@"; do
-      decode "$arm" stoch.T10 --decode-iterations 10 --decode-temperature "$TAU"
+      decode "$arm" stoch.T10 --decode-iterations 10
     done
     ;;
   decode)
