@@ -38,7 +38,7 @@ from .errors import NATUserError
 logger = logging.getLogger(__name__)
 
 __all__ = ["UnreadableCheckpoint", "atomic_write", "atomic_copy", "atomic_torch_save", "read_checkpoint",
-           "newest_readable_checkpoint", "install"]
+           "newest_readable_checkpoint", "remove_stale_temporaries", "install"]
 
 
 class UnreadableCheckpoint(NATUserError):
@@ -223,8 +223,24 @@ def _patched_ensemble_loader(original):
     return load_model_ensemble_and_task
 
 
+def remove_stale_temporaries(folder):
+    """Delete the temporary files of writes that a SIGKILL or power cut stopped
+    (:func:`atomic_write` names them ``.<name>.<random>.tmp``); returns their paths."""
+    stale = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".checkpoint") and name.endswith(".tmp"):
+                path = os.path.join(folder, name)
+                os.remove(path)
+                stale.append(path)
+    return stale
+
+
 def _patched_resume(original):
     def load_checkpoint(cfg, trainer, **passthrough_args):
+        if trainer.data_parallel_rank == 0:  # nothing is being saved while a run starts
+            for path in remove_stale_temporaries(cfg.save_dir):
+                logger.warning(f"removed {path}, left by an interrupted checkpoint save")
         try:
             return original(cfg, trainer, **passthrough_args)
         except UnreadableCheckpoint as error:

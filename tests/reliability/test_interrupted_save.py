@@ -56,6 +56,38 @@ def test_interrupted_copy_keeps_the_previous_last_checkpoint(tiny_bin, tmp_path,
     assert "checkpoint_3_8.pt checkpoint_2_4.pt checkpoint_1_2.pt" in proc.stderr.replace(str(save) + os.sep, "")
 
 
+_SIGKILL_CHILD = r"""
+import os, shutil, signal, sys
+from fairseq import checkpoint_utils
+import nat_plugins  # what --user-dir does
+
+def half_then_sigkill(fsrc, fdst, *args, **kwargs):
+    data = fsrc.read()
+    fdst.write(data[: len(data) // 2])
+    fdst.flush()
+    os.fsync(fdst.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+shutil.copyfileobj = shutil._fastcopy_sendfile = half_then_sigkill
+# the call fairseq's save_checkpoint makes for checkpoint_last.pt
+checkpoint_utils.PathManager.copy(sys.argv[1], sys.argv[2], overwrite=True)
+"""
+
+
+def test_sigkill_during_the_copy_leaves_the_old_file(tmp_path):
+    src, dst = tmp_path / "checkpoint_1_4.pt", tmp_path / "checkpoint_last.pt"
+    src.write_bytes(os.urandom(1 << 20))
+    dst.write_bytes(b"previous complete checkpoint")
+    proc = subprocess.run([sys.executable, "-c", _SIGKILL_CHILD, str(src), str(dst)], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert dst.read_bytes() == b"previous complete checkpoint"
+    from nat_plugins.checkpoint_io import remove_stale_temporaries
+
+    orphans = remove_stale_temporaries(str(tmp_path))  # the resume of the next run does this
+    assert [os.path.basename(p)[:20] for p in orphans] == [".checkpoint_last.pt."]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint_1_4.pt", "checkpoint_last.pt"]
+
+
 def test_resume_and_averaging_skip_an_unreadable_checkpoint(tiny_bin, tmp_path, caplog):
     """What an interrupted non-atomic copy (or a full disk) leaves: a truncated
     newest checkpoint.  Resume uses the newest readable one with one warning;
@@ -74,10 +106,12 @@ def test_resume_and_averaging_skip_an_unreadable_checkpoint(tiny_bin, tmp_path, 
     assert all(line.strip() for line in skipped) and "unreadable" in skipped[0]
     assert "averaging 1 checkpoints: " + str(save / "checkpoint_1_2.pt") in proc.stderr
 
+    (save / ".checkpoint_last.pt.x1y2.tmp").write_bytes(b"half")  # what a SIGKILL during a save leaves
     caplog.set_level("WARNING")
     train_cmlm(tiny_bin, save, 8)  # resumes from checkpoint_1_2.pt (2 updates), trains to 8
     warnings = [r.getMessage() for r in caplog.records if "resuming from" in r.getMessage()]
     assert len(warnings) == 1 and "checkpoint_1_2.pt" in warnings[0] and "checkpoint_last.pt" in warnings[0]
+    assert not (save / ".checkpoint_last.pt.x1y2.tmp").exists()
     assert num_updates(last) == 8
 
 

@@ -94,8 +94,8 @@ def test_decode_and_score_leaves_no_partial_output(tiny_bin, tmp_path, capsys): 
     status = decode_and_score.main(["--job", "m", "s", str(prefix),
                                     f"{tiny_bin} --user-dir {USER_DIR} --task nat_translation "
                                     f"--path {tmp_path / 'missing.pt'} --cpu --gen-subset test"])
-    assert status == 2 and "does not exist" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == []
+    assert status == 2 and os.listdir(tmp_path) == []  # no job.out.part left behind
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_score_counts_only_newlines_as_line_breaks(tmp_path, capsys):  # case 10
