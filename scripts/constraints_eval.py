@@ -26,7 +26,7 @@ import random
 import re
 import sys
 
-__all__ = ["pick_phrases", "contains_in_order", "main"]
+__all__ = ["pick_phrases", "contains_in_order", "output_lines", "main"]
 
 
 def pick_phrases(words, count, max_words, rng):
@@ -58,7 +58,7 @@ def contains_in_order(hypothesis, phrases):
     return True
 
 
-def _lines(path, prefix):
+def output_lines(path, prefix):
     """{id: last field} of the ``prefix`` lines (``H-``, ``S-``) of fairseq output."""
     out = {}
     with open(path, encoding="utf-8") as f:
@@ -85,14 +85,14 @@ def cmd_make(args):
 def cmd_check(args):
     with open(args.input, encoding="utf-8") as f:
         constraints = [line.rstrip("\n").split("\t")[1:] for line in f]
-    hyps = _lines(args.output, "H-")
+    hyps = output_lines(args.output, "H-")
     infeasible = set()
     if args.log:
         # the generator's warning ends with the source text; fairseq-interactive's S- lines give its id
         with open(args.log, encoding="utf-8") as f:
             warned = [_norm(m) for m in re.findall(r"do not fit its graph.*?; source: (.*)", f.read())]
         by_source = {}
-        for i, text in _lines(args.output, "S-").items():
+        for i, text in output_lines(args.output, "S-").items():
             by_source.setdefault(_norm(text), []).append(i)
         for text in warned:
             if by_source.get(text):

@@ -18,6 +18,8 @@ import json
 import random
 import sys
 
+from constraints_eval import output_lines
+
 __all__ = ["hide_span", "span_accuracy", "main"]
 
 
@@ -40,16 +42,6 @@ def span_accuracy(template, reference, hypothesis):
     return len(hidden), correct, fixed_kept, len(h) == len(t)
 
 
-def _hypotheses(path):
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("H-"):
-                fields = line.rstrip("\n").split("\t")
-                out[int(fields[0][2:])] = fields[2] if len(fields) > 2 else ""
-    return out
-
-
 def cmd_make(args):
     rng = random.Random(args.seed)
     with open(args.reference, encoding="utf-8") as f:
@@ -63,7 +55,7 @@ def cmd_check(args):
         templates = [line.rstrip("\n") for line in f]
     with open(args.reference, encoding="utf-8") as f:
         references = [line.rstrip("\n") for line in f]
-    hyps = _hypotheses(args.output)
+    hyps = output_lines(args.output, "H-")
     hidden = correct = spans = exact = kept = widths = 0
     for i, (t, r) in enumerate(zip(templates, references)):
         if i not in hyps or "<blank>" not in t:

@@ -85,6 +85,13 @@ class SUNDAELoss(FairseqCriterion):
                 # x_t ~ f(. | x_{t-1}) with stop-gradient (App. J line 29).
                 with torch.no_grad():
                     x = model.sample(logits.detach(), 1.0, generator=generator).masked_fill(~in_canvas, model.pad)
+        loss, logging_output = self.unrolled_total(model, sample, step_losses, step_nlls, length_loss)
+        return loss, 1, logging_output
+
+    @staticmethod
+    def unrolled_total(model, sample, step_losses, step_nlls, length_loss):
+        """``(loss, logging_output)``: mean of the unrolled steps' losses plus the weighted length loss
+        (shared with ``sunmask_loss``)."""
         word_loss = torch.stack(step_losses).mean()
         loss = word_loss + model.length_loss_factor * length_loss
         logging_output = {
@@ -93,12 +100,12 @@ class SUNDAELoss(FairseqCriterion):
             "word_loss": word_loss.detach(),
             "length_loss": length_loss.detach(),
             "ntokens": int(model.real_target_mask(sample["target"]).sum()),
-            "nsentences": nsentences,
+            "nsentences": sample["target"].size(0),
             "sample_size": 1,
         }
         for t, value in enumerate(step_losses):
             logging_output[f"l{t + 1}"] = value.detach()
-        return loss, 1, logging_output
+        return loss, logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs):

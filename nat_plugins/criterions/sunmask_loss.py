@@ -87,21 +87,9 @@ class SUNMASKLoss(SUNDAELoss):
             if t + 1 < self.unroll_steps:
                 with torch.no_grad():
                     x = model.sample(logits.detach(), 1.0, generator=generator).masked_fill(~in_canvas, model.pad)
-        word_loss = torch.stack(step_losses).mean()
-        loss = word_loss + model.length_loss_factor * length_loss
-        share = (corrupted.sum(1).float() / in_canvas.sum(1).clamp(min=1).float()).mean()
-        logging_output = {
-            "loss": loss.detach(),
-            "nll_loss": torch.stack(step_nlls).mean().detach(),
-            "word_loss": word_loss.detach(),
-            "length_loss": length_loss.detach(),
-            "masked_share": share.detach(),
-            "ntokens": int(model.real_target_mask(sample["target"]).sum()),
-            "nsentences": B,
-            "sample_size": 1,
-        }
-        for t, value in enumerate(step_losses):
-            logging_output[f"l{t + 1}"] = value.detach()
+        loss, logging_output = self.unrolled_total(model, sample, step_losses, step_nlls, length_loss)
+        share = corrupted.sum(1).float() / in_canvas.sum(1).clamp(min=1).float()
+        logging_output["masked_share"] = share.mean().detach()
         return loss, 1, logging_output
 
     @staticmethod

@@ -68,12 +68,9 @@ def merge_repeats_keeping(tokens, scores, lengths, pad, keep_mask):
     run_has_kept = torch.zeros((N, L + 1), dtype=torch.long, device=tokens.device)
     run_has_kept.scatter_add_(1, run.clamp(max=L), protected.long())
     keep = protected | (starts & run_has_kept.gather(1, run.clamp(max=L)).eq(0))
-    new_len = keep.sum(1)
-    width = max(int(new_len.max()) if N else 0, 1)
-    slot = torch.where(keep, keep.long().cumsum(1) - 1, torch.full_like(tokens, width))
-    out_tok = tokens.new_full((N, width + 1), pad).scatter(1, slot, tokens)
-    out_sc = scores.new_zeros((N, width + 1)).scatter(1, slot, scores)
-    return out_tok[:, :width], out_sc[:, :width], new_len
+    from .dag_decoding import keep_positions  # dag_decoding imports this module
+
+    return keep_positions(tokens, scores, keep, pad)
 
 
 def _pad_to(x, width, value):

@@ -53,10 +53,19 @@ def merge_repeats(tokens, scores, lengths, pad):
     Returns:
         ``(tokens [N, max(1, L')], scores, lengths [N])``, ``pad``/0 beyond the lengths.
     """
-    N, L = tokens.shape
+    L = tokens.size(1)
     valid = torch.arange(L, device=tokens.device)[None, :] < lengths[:, None]
     keep = valid.clone()
     keep[:, 1:] &= tokens[:, 1:].ne(tokens[:, :-1])
+    return keep_positions(tokens, scores, keep, pad)
+
+
+def keep_positions(tokens, scores, keep, pad):
+    """Move the ``keep`` [N, L] positions of ``tokens``/``scores`` [N, L] to the front, in order.
+
+    Returns ``(tokens [N, max(1, L')], scores, lengths [N])``, ``pad``/0 beyond the lengths.
+    """
+    N = tokens.size(0)
     new_len = keep.sum(1)
     width = max(int(new_len.max()) if N else 0, 1)
     slot = torch.where(keep, keep.long().cumsum(1) - 1, torch.full_like(tokens, width))

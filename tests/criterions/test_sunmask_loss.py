@@ -9,15 +9,7 @@ from nat_plugins.criterions.sunmask_loss import SUNMASKLoss, masked_example_loss
 from nat_plugins.errors import NATUserError
 from nat_plugins.models.sundae import SUNDAEModel, sundae_tiny
 from nat_plugins.models.sunmask import SUNMASKModel, sunmask_tiny
-
-
-def sample_of(d):
-    a, b, c = d.index("a"), d.index("b"), d.index("c")
-    eos, pad = d.eos(), d.pad()
-    return {
-        "net_input": {"src_tokens": torch.tensor([[a, b, eos], [pad, c, eos]]), "src_lengths": torch.tensor([3, 2])},
-        "target": torch.tensor([[c, a, b, eos], [b, eos, pad, pad]]),
-    }
+from test_sundae_loss import sample_of
 
 
 def test_masked_example_loss_by_hand():
