@@ -8,8 +8,10 @@ shared embeddings, ``--vocab`` symbols) and the same work: ``--iterations`` deco
 length candidates ``L-1, L, L+1`` per source, ``L`` = the source length (both models' length
 predictors are replaced by that rule: untrained predictors would give the two models different
 lengths, and so different work).  Weights are random: with a fixed number of passes the cost of a
-pass does not depend on them.  Runs are interleaved (order alternating per repetition); peak memory
-is the resident-set high-water mark added during one generate call.
+pass does not depend on them.  Runs are interleaved (order alternating per repetition) and
+compared by CPU time of this single-threaded process (the wall clock on a shared machine also
+counts other processes); peak memory is the resident-set high-water mark added during one
+generate call.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python scripts/profile_decoding.py --reps 3
 """
@@ -128,23 +130,27 @@ def main(argv=None):
         names = list(systems)
         same = sum(x == y for x, y in zip(hyps[names[0]], hyps[names[1]]))
         print(f"identical best hypotheses, ours vs ours before: {same}/{len(hyps[names[0]])}")
-        times = {k: [] for k in systems}
+        cpu = {k: [] for k in systems}
+        wall = {k: [] for k in systems}
         peaks = {k: [] for k in systems}
         for rep in range(a.reps):
             for name in (names if rep % 2 == 0 else names[::-1]):
                 with PeakMemory() as mem:
-                    start = time.perf_counter()
+                    c0, w0 = time.process_time(), time.perf_counter()
                     systems[name]()
-                    times[name].append(time.perf_counter() - start)
+                    cpu[name].append(time.process_time() - c0)
+                    wall[name].append(time.perf_counter() - w0)
                 peaks[name].append(mem.mib)
-    base = statistics.median(times[names[2]])
-    print("| System | seconds per batch (median) | sentences/s | vs stock | peak added MiB (median) |")
+    stock = names[2]
+    print("| System | CPU s per batch (median) | wall s (median) | speed vs stock, CPU time (median of per-repetition ratios) "
+          "| peak added MiB (median) |")
     print("|---|---|---|---|---|")
     for name in names:
-        t = statistics.median(times[name])
-        print(f"| {name} | {t:.3f} | {a.batch_size / t:.1f} | {base / t:.2f}x | {statistics.median(peaks[name]):.0f} |")
+        speed = statistics.median(s / t for s, t in zip(cpu[stock], cpu[name]))
+        print(f"| {name} | {statistics.median(cpu[name]):.3f} | {statistics.median(wall[name]):.3f} | {speed:.2f}x "
+              f"| {statistics.median(peaks[name]):.0f} |")
     for name in names:
-        print(f"{name}: per repetition " + " ".join(f"{t:.3f}" for t in times[name]))
+        print(f"{name}: CPU s per repetition " + " ".join(f"{t:.3f}" for t in cpu[name]))
     return 0
 
 

@@ -11,9 +11,10 @@ the cost of either update.
 The DAT update also runs with the DAG loss's vocabulary steps as they were before issue #20
 (``dat_before``: ``torch.logsumexp`` + gather, a separate argmax), on the same model.
 
-Timing interleaves the systems (the order alternates per repetition) so that load on a shared
-machine hits both; the DAT/CMLM ratio is reported per repetition and as the median.  The
-breakdown wraps the model's and the criterion's pieces with wall clocks (forward, split into the
+Timing runs the systems back to back on each batch (the order alternates) and compares CPU
+time of this single-threaded process, so that load on a shared machine hits all alike; the
+DAT/CMLM ratio is reported per batch and as the median.  The
+breakdown wraps the model's and the criterion's pieces with CPU clocks (forward, split into the
 no-grad glancing pass and the gradient pass) and lists the profiler's top operators of the whole
 update.  Run it with ``OMP_NUM_THREADS=1``::
 
@@ -114,7 +115,7 @@ def update(model, crit, opt, batch):
 
 
 class Clocks:
-    """Wall time per label, split by grad mode, of wrapped callables (outermost call only)."""
+    """CPU time per label, split by grad mode, of wrapped callables (outermost call only)."""
 
     def __init__(self):
         self.total = collections.defaultdict(float)
@@ -130,13 +131,13 @@ class Clocks:
             if self.depth:
                 return fn(*args, **kwargs)
             self.depth += 1
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.depth -= 1
                 mode = "grad" if torch.is_grad_enabled() else "no grad"
-                self.total[(label, mode)] += time.perf_counter() - start
+                self.total[(label, mode)] += time.process_time() - start
 
         setattr(owner, name, timed)
 
@@ -157,19 +158,19 @@ def breakdown(name, model, crit, opt, batches, top=18):
     with torch.profiler.profile(activities=activities) as prof:
         for batch in batches:
             opt.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             loss, _, _ = crit(model, batch)
-            t1 = time.perf_counter()
+            t1 = time.process_time()
             loss.backward()
-            t2 = time.perf_counter()
+            t2 = time.process_time()
             opt.step()
-            t3 = time.perf_counter()
+            t3 = time.process_time()
             fwd, bwd, step = fwd + t1 - t0, bwd + t2 - t1, step + t3 - t2
     n = len(batches)
     # The output projection is the only bias-free Linear: its backward is the MmBackward0 nodes.
     mm_back = sum(e.cpu_time_total for e in prof.key_averages()
                   if e.key == "autograd::engine::evaluate_function: MmBackward0") / 1e6 / n
-    print(f"\n{name} update breakdown, seconds per update (mean of {n} batches, profiler on):")
+    print(f"\n{name} update breakdown, CPU seconds per update (mean of {n} batches, profiler on):")
     print(f"  forward {fwd / n:.3f}  backward {bwd / n:.3f}  optimizer {step / n:.3f}  total {(fwd + bwd + step) / n:.3f}")
     print("  | Part | no grad (glancing pass) | grad |\n  |---|---|---|")
     for label in dict.fromkeys(k[0] for k in clocks.total):
@@ -201,21 +202,28 @@ def main(argv=None):
     for k, (m, c) in systems.items():  # warm-up: allocator, lazy init
         m.train()
         update(m, c, opts[k], batches[0])
-    times = {k: [] for k in systems}
+    # Per batch, the systems back to back (order alternating), so that a change of machine load
+    # hits the three alike; CPU time of this process (1 thread) besides wall time, because on a
+    # shared machine the wall clock also counts the time other processes hold the core.
+    cpu = {k: [] for k in systems}
+    wall = {k: [] for k in systems}
     for rep in range(a.reps):
-        order = list(systems) if rep % 2 == 0 else list(systems)[::-1]
-        for k in order:
-            m, c = systems[k]
-            start = time.perf_counter()
-            for b in batches:
+        for i, b in enumerate(batches):
+            order = list(systems) if (rep + i) % 2 == 0 else list(systems)[::-1]
+            for k in order:
+                m, c = systems[k]
+                c0, w0 = time.process_time(), time.perf_counter()
                 update(m, c, opts[k], b)
-            times[k].append((time.perf_counter() - start) / len(batches))
+                cpu[k].append(time.process_time() - c0)
+                wall[k].append(time.perf_counter() - w0)
+    print("| System | CPU s per update (median) | wall s per update (median) | CPU time / CMLM's (median of per-batch ratios) |")
+    print("|---|---|---|---|")
     for k in systems:
-        print(f"{k}: seconds per update per repetition: " + " ".join(f"{t:.3f}" for t in times[k]))
+        ratio = statistics.median(t / t_cmlm for t, t_cmlm in zip(cpu[k], cpu["cmlm"]))
+        print(f"| {k} | {statistics.median(cpu[k]):.3f} | {statistics.median(wall[k]):.3f} | {ratio:.2f} |")
     for k in ("dat", "dat_before"):
-        ratios = [t / t_cmlm for t, t_cmlm in zip(times[k], times["cmlm"])]
-        print(f"{k}/cmlm ratio per repetition: " + " ".join(f"{r:.2f}" for r in ratios)
-              + f"; median {statistics.median(ratios):.2f}")
+        print(f"{k}/cmlm CPU-time ratio per batch: "
+              + " ".join(f"{t / t_cmlm:.2f}" for t, t_cmlm in zip(cpu[k], cpu["cmlm"])))
     systems.pop("dat_before")
     if not a.no_breakdown:
         for k, (m, c) in systems.items():
