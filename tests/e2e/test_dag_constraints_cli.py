@@ -30,9 +30,19 @@ def tiny_dat(tiny_bin, tmp_path_factory):
     return os.path.join(save, "checkpoint_last.pt")
 
 
-def test_interactive_constraints_are_met(tiny_bin, tiny_dat, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_diffglat_briefly(tiny_bin, tmp_path_factory):
+    save = str(tmp_path_factory.mktemp("diffglat_constraints_ckpt"))
+    run_train(train_args(tiny_bin, save, arch="diffglat_tiny", criterion="diffglat_loss", max_update=10,
+                         extra=("--diffusion-warmup-updates", "5")))
+    return os.path.join(save, "checkpoint_last.pt")
+
+
+@pytest.mark.parametrize("model", ["dat", "diffglat"])
+def test_interactive_constraints_are_met(model, tiny_bin, tiny_dat, tiny_diffglat_briefly, tmp_path, capsys):
+    path = tiny_dat if model == "dat" else tiny_diffglat_briefly
     lines = ["\t".join([src, *phrases]) for src, phrases in CASES]
-    out = run_interactive(interactive_args(tiny_bin, tiny_dat, "--constraints"), lines, tmp_path, capsys)
+    out = run_interactive(interactive_args(tiny_bin, path, "--constraints"), lines, tmp_path, capsys)
     hyps = hypotheses(out)
     assert sorted(hyps) == list(range(len(CASES)))
     for i, (_, phrases) in enumerate(CASES):
