@@ -74,6 +74,10 @@ def entry_from_dict(data):
         raise BenchmarkError(f"entry {entry.name}: a ctranslate2 entry needs source=<fairseq AR entry> and compute_type=")
     if entry.backend in FAST_BACKENDS and not entry.source:
         raise BenchmarkError(f"entry {entry.name}: a {entry.backend} entry needs source=<fairseq NAT entry>")
+    if entry.backend in FAST_BACKENDS and entry.compute_type not in (None, "float32", "int8"):
+        raise BenchmarkError(f"entry {entry.name}: compute_type must be float32 or int8, not {entry.compute_type!r}")
+    if entry.backend == "torchscript" and entry.compute_type == "int8":
+        raise BenchmarkError(f"entry {entry.name}: int8 needs backend=onnxruntime")
     return entry
 
 
@@ -196,7 +200,9 @@ def add_ctranslate2_entries(entries, runners, mode, configs):
 
 
 def add_fast_entries(entries, runners, mode, families):
-    """One exported fast-path entry (ONNX Runtime) per fairseq NAT entry of a family in ``families``.
+    """Two exported fast-path entries (ONNX Runtime float32 and int8) per fairseq NAT entry of a
+    family in ``families``: the float32 one must reproduce the entry's hypotheses; int8 (ours)
+    is the counterpart of CTranslate2's int8 rows.
 
     ``mode``: ``off``; ``auto`` (when onnxruntime is installed); ``on`` (fail when it is not).
     """
@@ -209,9 +215,13 @@ def add_fast_entries(entries, runners, mode, families):
             raise BenchmarkError(runtime.INSTALL_HINT)
         log(f"no exported fast-path rows: {runtime.INSTALL_HINT}")
         return []
-    explicit = {e.source for e in entries if e.backend == "onnxruntime"}
-    return [Entry(f"fast_{r.name}", backend="onnxruntime", source=r.name,
-                  label=f"exported passes (ONNX Runtime), {r.entry.describe()}")
-            for r in runners
-            if r.backend == "fairseq" and r.is_nat and r.name not in explicit
-            and getattr(r.model, "decoding_family", None) in families]
+    explicit = {(e.source, e.compute_type or "float32") for e in entries if e.backend == "onnxruntime"}
+    added = []
+    for r in runners:
+        if r.backend != "fairseq" or not r.is_nat or getattr(r.model, "decoding_family", None) not in families:
+            continue
+        for ctype, prefix in (("float32", "fast"), ("int8", "fast_int8")):
+            if (r.name, ctype) not in explicit:
+                added.append(Entry(f"{prefix}_{r.name}", backend="onnxruntime", compute_type=ctype, source=r.name,
+                                   label=f"exported passes (ONNX Runtime {ctype}), {r.entry.describe()}"))
+    return added

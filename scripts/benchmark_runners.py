@@ -161,12 +161,12 @@ class FastRunner(FairseqRunner):
         self.is_nat, self.kind, self.beam = True, "NAT", None
         self.params, self.weights_mib = src.params, src.weights_mib
         self._torch, self.device = src._torch, "cpu"
-        self.backend, self.compute_type = entry.backend, "float32"
+        self.backend, self.compute_type = entry.backend, entry.compute_type or "float32"
         model = src.model.float().cpu()
         # Build the generator again: it applies this entry's decoding options to the model
         # (another entry may share the checkpoint), and DiffGLAT's pass count is traced.
         self.generator = self.task.build_generator([model], self.cfg.generation)
-        self.model = exported_model(model, entry.backend)
+        self.model = exported_model(model, entry.backend, quantize=None if self.compute_type == "float32" else "int8")
         self.models = [self.model]
 
     def supports(self, device):
@@ -176,7 +176,7 @@ class FastRunner(FairseqRunner):
         self.model.exported.set_threads(threads)
 
     def describe_decoding(self):
-        return f"{FairseqRunner.describe_decoding(self)}; encoder and decoder passes on {self.backend}"
+        return f"{FairseqRunner.describe_decoding(self)}; encoder and decoder passes on {self.backend} {self.compute_type}"
 
 
 def source_length(dataset, i):

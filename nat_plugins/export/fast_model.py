@@ -36,10 +36,11 @@ class ExportedPasses:
             already applied (DiffGLAT's pass count is traced into its graph).
         backend: ``onnxruntime`` or ``torchscript`` (default: the first installed).
         threads: CPU threads of the runtime (``set_threads`` changes it).
+        quantize: None (float32) or ``"int8"`` (ours, ONNX Runtime only; outputs may differ).
     """
 
-    def __init__(self, model, backend=None, threads=1):
-        self.backend = backend or default_backend()
+    def __init__(self, model, backend=None, threads=1, quantize=None):
+        self.backend, self.quantize = backend or default_backend(), quantize
         src, canvas = example_inputs(model)
         with torch.no_grad():
             encoder_out = model.encode(src, None)
@@ -52,7 +53,8 @@ class ExportedPasses:
         enc_names = list(self.layout.tensors) + (["length_logits"] if enc_pass.with_lengths else [])
         enc_axes = {"src_tokens": {0: "batch", 1: "src_len"}}
         enc_axes.update({n: _axes(t, enc_sizes) for n, t in zip(enc_names, enc_example)})
-        self.encoder = compile_pass(enc_pass, (src,), ["src_tokens"], enc_names, enc_axes, self.backend, threads)
+        self.encoder = compile_pass(enc_pass, (src,), ["src_tokens"], enc_names, enc_axes, self.backend, threads,
+                                    quantize)
 
         dec_pass = decoder_pass(model, self.layout)
         dec_example = (canvas,) + self.layout.pack(encoder_out)
@@ -64,7 +66,8 @@ class ExportedPasses:
         outs = dec_out if isinstance(dec_out, tuple) else (dec_out,)
         dec_names = ["token_logprobs", "links"][:len(outs)]
         dec_axes = {n: _axes(t, dec_sizes) for n, t in zip(dec_in + dec_names, dec_example + outs)}
-        self.decoder = compile_pass(dec_pass, dec_example, dec_in, dec_names, dec_axes, self.backend, threads)
+        self.decoder = compile_pass(dec_pass, dec_example, dec_in, dec_names, dec_axes, self.backend, threads,
+                                    quantize)
 
     def set_threads(self, threads):
         for p in (self.encoder, self.decoder):
@@ -123,7 +126,7 @@ def _view(module, mixin):
     return view
 
 
-def exported_model(model, backend=None, threads=1):
+def exported_model(model, backend=None, threads=1, quantize=None):
     """A view of ``model`` (sharing its weights) whose passes run on ``backend``; CPU only.
 
     Raises:
@@ -134,7 +137,7 @@ def exported_model(model, backend=None, threads=1):
         raise NATUserError(f"the exported fast path supports CMLM, DAT and DiffGLAT models, not {type(model).__name__} "
                            f"(decoding family {family!r}); decode it with fairseq-generate")
     model.eval()
-    passes = ExportedPasses(model, backend, threads)
+    passes = ExportedPasses(model, backend, threads, quantize)
     fast = _view(model, ExportedModelMixin)
     fast._modules = dict(model._modules)  # the copy shared the dict: give the view its own
     fast._modules["decoder"] = _view(model.decoder, _PassOnlyDecoder)

@@ -18,17 +18,27 @@ prints the table, see its docstring for the command, machine and date):
 
 ``torchscript`` needs no extra package: it is the fallback when ``onnxruntime`` is
 not installed and the backend the tests can always run.
+
+``quantize="int8"`` (ours, off by default): ONNX Runtime's dynamic quantization of
+the weight matrices (int8 weights, activations quantized per call), the counterpart
+of CTranslate2's int8.  Outputs may then differ from ``fairseq-generate``'s; the
+float32 export is the one whose outputs are identical.
 """
 import io
+import logging
+import os
+import tempfile
 import warnings
 
 import torch
 
 from ..errors import NATUserError
 
-__all__ = ["BACKENDS", "INSTALL_HINT", "available_backends", "compile_pass", "default_backend"]
+__all__ = ["BACKENDS", "QUANTIZE", "INSTALL_HINT", "available_backends", "compile_pass", "default_backend"]
 
 BACKENDS = ("onnxruntime", "torchscript")
+#: ``quantize`` values: None (float32) or "int8" (ONNX Runtime only)
+QUANTIZE = (None, "int8")
 INSTALL_HINT = ("onnxruntime and onnx are not installed: `make bench` installs them, or "
                 "`.venv/bin/pip install 'onnxruntime>=1.17,<2' 'onnx>=1.15,<2'` (neither depends on torch)")
 _OPSET = 17
@@ -83,7 +93,7 @@ class OnnxRuntimePass(_Traced):
     """ONNX export (TorchScript-based exporter, dynamic batch and length axes) run by an
     ``onnxruntime.InferenceSession`` on the CPU with ``threads`` intra-op threads."""
 
-    def __init__(self, module, example, input_names, output_names, dynamic_axes, threads=1):
+    def __init__(self, module, example, input_names, output_names, dynamic_axes, threads=1, quantize=None):
         super().__init__(input_names, output_names)
         buffer = io.BytesIO()
         with torch.no_grad(), warnings.catch_warnings():
@@ -92,6 +102,8 @@ class OnnxRuntimePass(_Traced):
                               input_names=self.input_names, output_names=self.output_names,
                               dynamic_axes=dynamic_axes, do_constant_folding=True)
         self.onnx_bytes = buffer.getvalue()
+        if quantize == "int8":
+            self.onnx_bytes = _quantize_int8(self.onnx_bytes)
         self.session = None
         self.set_threads(threads)
 
@@ -116,20 +128,43 @@ class OnnxRuntimePass(_Traced):
         return tuple(torch.from_numpy(x) for x in self.session.run(None, feed))
 
 
-def compile_pass(module, example, input_names, output_names, dynamic_axes, backend, threads=1):
+def _quantize_int8(onnx_bytes):
+    """Dynamic int8 quantization of a serialized ONNX graph's weight matrices."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # it logs one INFO line per tensor it leaves alone
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "int8.onnx")
+            quantize_dynamic(onnx.load_from_string(onnx_bytes), out, weight_type=QuantType.QInt8)
+            with open(out, "rb") as handle:
+                return handle.read()
+    finally:
+        root.setLevel(level)
+
+
+def compile_pass(module, example, input_names, output_names, dynamic_axes, backend, threads=1, quantize=None):
     """Trace ``module`` on ``example`` for ``backend`` (one of :data:`BACKENDS`).
 
     Args:
         module: an ``nn.Module`` of :mod:`nat_plugins.export.passes`.
         example: tuple of example input tensors (with padding, see there).
         dynamic_axes: ``{name: {axis: label}}`` for the ONNX export.
+        quantize: None, or ``"int8"`` (ours; ONNX Runtime only).
     Returns:
         a callable ``(*tensors) -> tuple of tensors`` with ``set_threads(n)``.
     """
+    if quantize not in QUANTIZE:
+        raise NATUserError(f"unknown quantization {quantize!r} (choose from int8, or none for float32)")
     if backend == "onnxruntime":
         if not _have_onnxruntime():
             raise NATUserError(INSTALL_HINT)
-        return OnnxRuntimePass(module, example, input_names, output_names, dynamic_axes, threads)
+        return OnnxRuntimePass(module, example, input_names, output_names, dynamic_axes, threads, quantize)
+    if quantize is not None:
+        raise NATUserError(f"--quantize {quantize} needs the onnxruntime backend, not {backend}")
     if backend == "torchscript":
         return TorchScriptPass(module, example, input_names, output_names)
     raise NATUserError(f"unknown export backend {backend!r} (choose from {', '.join(BACKENDS)})")

@@ -83,9 +83,11 @@ class FastTranslator:
             nat_translation`` is added when missing).
         backend: ``onnxruntime`` or ``torchscript`` (default: the first installed).
         threads: CPU threads.
+        quantize: None, or ``"int8"`` (ours, ONNX Runtime; outputs may differ from fairseq-generate's).
     """
 
-    def __init__(self, data, checkpoint, gen_args=(), backend=None, threads=1, split=None, model_cache=None):
+    def __init__(self, data, checkpoint, gen_args=(), backend=None, threads=1, split=None, model_cache=None,
+                 quantize=None):
         gen_args = list(gen_args)
         if "--task" not in gen_args and not any(a.startswith("--task=") for a in gen_args):
             gen_args = ["--task", "nat_translation"] + gen_args
@@ -93,7 +95,7 @@ class FastTranslator:
                                                                          model_cache)
         if getattr(self.generator, "ar_rerank", False):
             raise NATUserError("--decode-ar-rerank is not supported by the exported fast path")
-        self.model = exported_model(model.float().cpu(), backend or default_backend(), threads)
+        self.model = exported_model(model.float().cpu(), backend or default_backend(), threads, quantize)
         self.backend = self.model.exported.backend
         self.src_dict, self.tgt_dict = self.task.source_dictionary, self.task.target_dictionary
         self.tokenizer = self.task.build_tokenizer(self.cfg.tokenizer)
@@ -172,11 +174,15 @@ def main(argv=None):
     parser.add_argument("--backend", choices=BACKENDS, help="runtime of the passes (default: onnxruntime when installed)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
     parser.add_argument("--batch-size", type=int, default=1, help="sentences per call (1)")
+    parser.add_argument("--quantize", choices=("int8",),
+                        help="ours, off by default: int8 weights (ONNX Runtime dynamic quantization); outputs may "
+                             "then differ from fairseq-generate's")
     args, gen_args = parser.parse_known_args(argv)
     if args.threads < 1 or args.batch_size < 1:
         parser.error("--threads and --batch-size must be >= 1")
     try:
-        translator = FastTranslator(args.data, args.path, gen_args, args.backend, args.threads)
+        translator = FastTranslator(args.data, args.path, gen_args, args.backend, args.threads,
+                                    quantize=args.quantize)
         if args.input == "-":
             lines = sys.stdin.read().splitlines()
         else:

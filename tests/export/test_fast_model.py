@@ -120,6 +120,22 @@ def test_unsupported_family_and_backend_are_clear_errors():
         exported_model(cmlm, "tvm")
 
 
+@pytest.mark.skipif("onnxruntime" not in runtime.available_backends(), reason="onnxruntime not installed")
+def test_int8_export_quantizes_the_weight_matrices_and_decodes():
+    model, _, d = build_tiny(DATModel, dat_tiny, words=WORDS, seed=1)
+    fast = exported_model(model, "onnxruntime", quantize="int8")
+    float32 = exported_model(model, "onnxruntime")
+    for name in ("encoder", "decoder"):
+        graph = getattr(fast.exported, name).onnx_bytes
+        assert b"MatMulInteger" in graph and b"MatMulInteger" not in getattr(float32.exported, name).onnx_bytes
+    generator = NATGenerator(d, STRATEGIES["dag_lookahead"](DecodingOptions()))
+    for hypos in generator.generate([fast], sources(d, [7, 3])):
+        tokens = hypos[0]["tokens"]
+        assert tokens[-1] == d.eos() and not any(t in (d.pad(), d.bos()) for t in tokens.tolist())
+    with pytest.raises(NATUserError, match="needs the onnxruntime backend"):
+        exported_model(model, "torchscript", quantize="int8")
+
+
 def test_missing_onnxruntime_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(runtime, "_have_onnxruntime", lambda: False)
     assert runtime.default_backend() == "torchscript"

@@ -276,6 +276,9 @@ def test_exported_fast_path_rows(tiny_run):
         assert any(c["nat"] == name and c["reference"] == "cmlm_it2" and c["reference_kind"] == "eager NAT"
                    for c in results["comparisons"])
     assert {r["entry"] for r in results["rows"]} >= set(fast)
+    if "fast_cmlm_it2" in fast:  # int8 (ours): reported, not enforced
+        int8 = checks["fast_int8_cmlm_it2"]
+        assert not int8["enforced"] and entries["fast_int8_cmlm_it2"]["compute_type"] == "int8"
     md = (out / "RESULTS.md").read_text()
     assert "| ts_cmlm_it2 | NAT | torchscript float32 |" in md
     assert "**ts_cmlm_it2** vs `cmlm_it2`" in md.split("## Exported fast path vs the eager generator")[1]
@@ -303,10 +306,13 @@ def test_fast_entries_need_onnxruntime_only_when_on(monkeypatch):
         benchmark.add_fast_entries([], [NAT()], "on", ("cmlm", "dat"))
     monkeypatch.setattr(runtime, "_have_onnxruntime", lambda: True)
     added = benchmark.add_fast_entries([], [NAT(), Sundae()], "auto", ("cmlm", "dat"))
-    assert [(e.name, e.backend, e.source) for e in added] == [("fast_dat", "onnxruntime", "dat")]
+    assert [(e.name, e.backend, e.compute_type, e.source) for e in added] == [
+        ("fast_dat", "onnxruntime", "float32", "dat"), ("fast_int8_dat", "onnxruntime", "int8", "dat")]
     assert benchmark.add_fast_entries([], [NAT()], "off", ("cmlm", "dat")) == []
     with pytest.raises(benchmark.BenchmarkError, match="source="):
         benchmark.parse_entry("name=x,backend=onnxruntime")
+    with pytest.raises(benchmark.BenchmarkError, match="int8 needs backend=onnxruntime"):
+        benchmark.parse_entry("name=x,backend=torchscript,source=dat,compute_type=int8")
 
 
 def test_ctranslate2_converter_path(tiny_run):
