@@ -8,6 +8,9 @@ the joint-Viterbi objective (Shao et al. 2022) over paths that emit every phrase
 in the given order and each on consecutive vertices; the other vertices emit
 their most probable token as in unconstrained joint-Viterbi.  Only the
 ``ordered`` mode exists: the unordered problem is a DP over subsets of phrases.
+Only joint-Viterbi takes constraints: greedy and lookahead decoding optimise
+nothing over whole paths, so they have no exact constrained form (a greedy walk
+can reach the last vertex with phrases still unplaced).
 
 Read-out differences from :meth:`DAGStrategy.decode_graph` (our choices):
 
