@@ -29,11 +29,31 @@ import torch
 
 from .dag_checks import check_viterbi_inputs
 from .dag_common_torch import acc_dtype, masked_links
-from .dag_maxplus_torch import MaxPlus
+from .dag_maxplus_torch import _BLOCK
 
 __all__ = ["dag_constrained_viterbi"]
 
 _NEG_INF = float("-inf")
+
+
+def _maxplus_states(prev, Lt, out, i_lo, i_hi, j_lo, j_hi, buf):
+    """``out[b, k, j] = max_{lo <= i < min(hi, j)} prev[b, k, i] + Lt[b, j, i]`` for ``j`` in ``[j_lo, j_hi)``.
+
+    ``prev``/``out`` ``[B, K, P]``, ``Lt`` ``[B, P, P]`` (links transposed): every progress state ``k`` reads
+    the same links, so they are broadcast, not copied ``K`` times; column blocks as in
+    :class:`~nat_plugins.ops.dag_maxplus_torch.MaxPlus`.
+    """
+    B, K, _ = prev.shape
+    for c0 in range(j_lo, j_hi, _BLOCK):
+        c1 = min(j_hi, c0 + _BLOCK)
+        i1 = min(i_hi, c1 - 1)
+        if i1 <= i_lo:
+            out[:, :, c0:c1] = float("-inf")
+            continue
+        n = i1 - i_lo
+        X = buf[: B * K * (c1 - c0) * n].view(B, K, c1 - c0, n)
+        torch.add(prev[:, :, None, i_lo:i1], Lt[:, None, c0:c1, i_lo:i1], out=X)
+        torch.amax(X, dim=3, out=out[:, :, c0:c1])
 
 
 def _check_constraints(constraint_logprobs, phrase_end, constraint_length, B, P, device):
@@ -108,18 +128,17 @@ def dag_constrained_viterbi(
     free = tok[:, None, :].expand(B, C1, P).masked_fill(~boundary[:, :, None], _NEG_INF)
     enter = torch.cat([torch.full((B, 1, P), _NEG_INF, dtype=dt, device=dev), con], 1)
 
-    # One max-plus workspace over B * C1 rows: progress k of sentence b is row b * C1 + k.
-    mp = MaxPlus(masked_links(links, P_dev, dt).repeat_interleave(C1, 0))
+    Lt = masked_links(links, P_dev, dt).transpose(1, 2).contiguous()  # [B, j, i]
+    buf = Lt.new_empty(B * C1 * min(P, _BLOCK) * P)
     Lmax, Pmax = int(M_len.max()), int(P_len.max())
     delta = torch.full((B, Lmax, C1, P), _NEG_INF, dtype=dt, device=dev)
     delta[:, 0, 0, 0] = free[:, 0, 0]  # a path starts at vertex 0 with progress 0 or 1
     if C1 > 1:
         delta[:, 0, 1, 0] = enter[:, 1, 0]
-    arrive = torch.empty((B * C1, P), dtype=dt, device=dev)
+    a = torch.empty((B, C1, P), dtype=dt, device=dev)
     for n in range(1, Lmax):
-        arrive.fill_(_NEG_INF)
-        mp.step(delta[:, n - 1].reshape(B * C1, P), arrive, n - 1, Pmax - 1, n, Pmax)
-        a = arrive.view(B, C1, P)
+        a.fill_(_NEG_INF)
+        _maxplus_states(delta[:, n - 1], Lt, a, n - 1, Pmax - 1, n, Pmax, buf)
         shifted = torch.cat([torch.full_like(a[:, :1], _NEG_INF), a[:, :-1]], 1)
         delta[:, n] = torch.maximum(a + free, shifted + enter)
 
@@ -137,7 +156,6 @@ def dag_constrained_viterbi(
     verts = torch.full((B, L_out + 1), -1, dtype=torch.long, device=dev)
     emits = torch.full((B, L_out + 1), -1, dtype=torch.long, device=dev)
     v, k = P_dev - 1, C_dev.clone()
-    Lt = mp.Lt.view(B, C1, P, P)[:, 0]  # [B, j, i]
     for n in range(L_out - 1, -1, -1):
         active = found & (n <= best_n)
         slot = torch.where(active, torch.full_like(v, n), torch.full_like(v, L_out))
