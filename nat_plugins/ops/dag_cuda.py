@@ -32,6 +32,10 @@ class _DagLogLikelihoodCuda(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError("nat_plugins DAG ops: the CUDA likelihood supports one backward per forward "
+                               "(its backward reuses the saved forward variables as scratch)")
+        ctx.consumed = True
         m, l, P_len, T_len, alpha = ctx.saved_tensors
         gm, gl = load_extension().loss_backward(_prep(grad, m.dtype), m, l, P_len, T_len, alpha)
         return gm.to(ctx.in_dtypes[0]), gl.to(ctx.in_dtypes[1]), None, None

@@ -10,10 +10,10 @@ int shim_loss_forward(int dtype, const void* match, const void* links, const int
 }
 
 int shim_loss_backward(int dtype, const void* grad, const void* match, const void* links, const int64_t* out_len,
-                       const int64_t* tgt_len, int B, int T, int P, const double* alpha, double* beta_rows,
-                       void* grad_match, void* grad_links) {
-  return nat_dag::dag_loss_backward(dtype, grad, match, links, out_len, tgt_len, B, T, P, alpha, beta_rows,
-                                    grad_match, grad_links, nullptr);
+                       const int64_t* tgt_len, int B, int T, int P, double* alpha, double* logz, void* grad_match,
+                       void* grad_links) {
+  return nat_dag::dag_loss_backward(dtype, grad, match, links, out_len, tgt_len, B, T, P, alpha, logz, grad_match,
+                                    grad_links, nullptr);
 }
 
 int shim_best_alignment(int dtype, const void* match, const void* links, const int64_t* out_len,

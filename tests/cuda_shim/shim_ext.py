@@ -123,12 +123,12 @@ class ShimExtension:
         self._check(grad, match, links, out_len, tgt_len, alpha)
         assert grad.dtype == match.dtype == links.dtype and alpha.dtype == torch.float64
         B, T, P = match.shape
-        beta_rows = torch.empty(2, B, P, dtype=torch.float64)
+        logz = torch.empty(B, dtype=torch.float64)
         grad_match = torch.empty(B, T, P, dtype=self._acc(match))
         grad_links = torch.zeros(B, P, P, dtype=self._acc(match))
         self._ok(self.lib.shim_loss_backward(
             DTYPE_CODE[match.dtype], _p(grad), _p(match), _p(links), _p(out_len), _p(tgt_len), B, T, P, _p(alpha),
-            _p(beta_rows), _p(grad_match), _p(grad_links)), "dag_loss_backward")
+            _p(logz), _p(grad_match), _p(grad_links)), "dag_loss_backward")
         return grad_match, grad_links
 
     def best_alignment(self, match, links, out_len, tgt_len):

@@ -180,3 +180,12 @@ def test_inputs_unmodified_and_sentences_independent(kernels):
         _close(y1[0], y[b], 1e-6)
         _close(gm1[0] * w, gm[b], 1e-5)
         _close(gl1[0] * w, gl[b], 1e-5)
+
+
+def test_second_backward_is_refused(kernels):
+    # The backward sweep overwrites the saved alpha with beta: a retained graph must not reuse it.
+    match, links, P_len, T_len = parity_batch(B=2, T=4, P=9, P_len=[9, 7], T_len=[4, 3])
+    y = kernels.dag_log_likelihood_cuda(match.requires_grad_(), links, P_len, T_len)
+    y.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward per forward"):
+        y.sum().backward()

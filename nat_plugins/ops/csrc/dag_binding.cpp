@@ -63,9 +63,10 @@ std::vector<at::Tensor> loss_forward(const at::Tensor& match, const at::Tensor& 
 }
 
 // Gradients come back in the accumulator dtype (float for half/bfloat16 inputs).
+// `alpha` is consumed: the sweep overwrites it with beta (see dag_loss.cu).
 std::vector<at::Tensor> loss_backward(const at::Tensor& grad, const at::Tensor& match, const at::Tensor& links,
                                       const at::Tensor& out_len, const at::Tensor& tgt_len,
-                                      const at::Tensor& alpha) {
+                                      at::Tensor& alpha) {
   check_cuda(grad, "grad", match);
   check_cuda(match, "match", match);
   check_cuda(links, "links", match);
@@ -77,12 +78,12 @@ std::vector<at::Tensor> loss_backward(const at::Tensor& grad, const at::Tensor& 
   TORCH_CHECK(alpha.scalar_type() == at::kDouble, "alpha must be float64");
   const c10::cuda::CUDAGuard guard(match.device());
   const int B = match.size(0), T = match.size(1), P = match.size(2);
-  auto beta_rows = at::empty({2, B, P}, alpha.options());
+  auto logz = at::empty({B}, alpha.options());
   auto grad_match = at::empty({B, T, P}, match.options().dtype(acc_type(match)));
   auto grad_links = at::zeros({B, P, P}, match.options().dtype(acc_type(match)));
   check_launch(nat_dag::dag_loss_backward(dtype_code(match), grad.data_ptr(), match.data_ptr(), links.data_ptr(),
                                           out_len.data_ptr<int64_t>(), tgt_len.data_ptr<int64_t>(), B, T, P,
-                                          alpha.data_ptr<double>(), beta_rows.data_ptr<double>(),
+                                          alpha.data_ptr<double>(), logz.data_ptr<double>(),
                                           grad_match.data_ptr(), grad_links.data_ptr(),
                                           c10::cuda::getCurrentCUDAStream()),
                "dag_loss_backward");

@@ -20,11 +20,12 @@ cudaError_t dag_loss_forward(int dtype, const void* match, const void* links, co
                              const int64_t* tgt_len, int B, int T, int P, double* alpha, void* logz,
                              cudaStream_t stream);
 
-// grad [B] (storage); beta_rows [2,B,P] double scratch; grad_match [B,T,P] and
-// grad_links [B,P,P] in the accumulator type, grad_links zero-filled by the caller.
+// grad [B] (storage); alpha [B,T,P] from the forward, overwritten (by beta); logz
+// [B] double scratch; grad_match [B,T,P] and grad_links [B,P,P] in the accumulator
+// type, grad_links zero-filled by the caller.
 cudaError_t dag_loss_backward(int dtype, const void* grad, const void* match, const void* links,
                               const int64_t* out_len, const int64_t* tgt_len, int B, int T, int P,
-                              const double* alpha, double* beta_rows, void* grad_match, void* grad_links,
+                              double* alpha, double* logz, void* grad_match, void* grad_links,
                               cudaStream_t stream);
 
 // backptr [B,T,P] int32 scratch; align [B,P] int64 output.

@@ -16,8 +16,10 @@
 // ~-7 each), where a float's spacing is ~1e-4, and the posteriors exp(alpha +
 // beta - logZ) would carry ~1e-3 relative errors.  So the DP state is double
 // whatever the input dtype: alpha [B,T,P] doubles (the 2*B*T*P floats of
-// memory the design allows) and only two rows of beta ([2,B,P] doubles), since
-// the gradients are taken as beta is swept.  Gradients accumulate in the
+// memory the design allows), and the backward sweep overwrites row t of alpha
+// with beta once step t has used it (no other step reads alpha[t]), taking the
+// gradients as it goes; so a second backward through the same forward is
+// impossible (dag_cuda.py refuses it).  Gradients accumulate in the
 // accumulator type (float for half/bfloat16/float, double for double).
 
 #include "dag_common.cuh"
@@ -68,31 +70,39 @@ __global__ void logz_kernel(const double* __restrict__ alpha, const int64_t* __r
   store(logz + b, (A)sentence_logz(alpha, out_len, tgt_len, b, T, P));
 }
 
-// Step t of the backward sweep.  beta_rows [2,B,P]: row t lives in slot t % 2.
-// Writes grad_match[b,t,:] (every vertex) and adds step t's transitions into the
-// rows of grad_links (zero-initialised by the caller); thread i owns row i.
+__global__ void gather_logz_kernel(const double* __restrict__ alpha, const int64_t* __restrict__ out_len,
+                                   const int64_t* __restrict__ tgt_len, int B, int T, int P,
+                                   double* __restrict__ logz) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b < B) logz[b] = sentence_logz(alpha, out_len, tgt_len, b, T, P);
+}
+
+// Step t of the backward sweep.  ab [B,T,P]: rows > t hold beta, rows <= t alpha;
+// thread i reads alpha[t,i], writes beta[t,i] over it, writes grad_match[b,t,i]
+// and adds step t's transitions into row i of grad_links (zero-initialised by
+// the caller; thread i owns row i).
 template <typename S, typename A>
 __global__ void backward_step_kernel(const S* __restrict__ grad, const S* __restrict__ match,
-                                     const S* __restrict__ links, const double* __restrict__ alpha,
+                                     const S* __restrict__ links, const double* __restrict__ logz_all,
                                      const int64_t* __restrict__ out_len, const int64_t* __restrict__ tgt_len,
-                                     int B, int T, int P, int t, double* __restrict__ beta_rows,
-                                     A* __restrict__ grad_match, A* __restrict__ grad_links) {
+                                     int T, int P, int t, double* __restrict__ ab, A* __restrict__ grad_match,
+                                     A* __restrict__ grad_links) {
   const int b = blockIdx.y;
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= P) return;
   const int Pb = (int)out_len[b], Tb = (int)tgt_len[b];
-  double* be = beta_rows + ((size_t)(t % 2) * B + b) * P;
-  const double* next = beta_rows + ((size_t)((t + 1) % 2) * B + b) * P;
-  const double logz = sentence_logz(alpha, out_len, tgt_len, b, T, P);
+  const double logz = logz_all[b];
   // A sentence without a usable path (-inf or NaN likelihood) gets zero gradients.
   const bool live = logz == logz && logz != neg_inf<double>();
   const double g = live ? (double)to_acc(grad[b]) : 0.0;
-  const double a = alpha[((size_t)b * T + t) * P + i];
+  double* cell = ab + ((size_t)b * T + t) * P + i;
+  const double a = *cell;  // alpha[t,i]
   double val = neg_inf<double>();
   if (t < Tb && i >= t && i <= Pb - Tb + t) {
     if (t == Tb - 1) {
       if (i == Pb - 1) val = 0.0;
     } else {
+      const double* next = ab + ((size_t)b * T + t + 1) * P;  // beta[t+1]
       const S* lk = links + ((size_t)b * P + i) * P;
       const S* mt = match + ((size_t)b * T + t + 1) * P;
       A* gl = grad_links + ((size_t)b * P + i) * P;
@@ -110,7 +120,7 @@ __global__ void backward_step_kernel(const S* __restrict__ grad, const S* __rest
       val = acc.result();
     }
   }
-  be[i] = val;
+  *cell = val;
   A gm = A(0);
   if (live && a != neg_inf<double>() && val != neg_inf<double>()) gm = (A)(g * exp(a + val - logz));
   grad_match[((size_t)b * T + t) * P + i] = gm;
@@ -135,15 +145,16 @@ cudaError_t dag_loss_forward(int dtype, const void* match, const void* links, co
 
 cudaError_t dag_loss_backward(int dtype, const void* grad, const void* match, const void* links,
                               const int64_t* out_len, const int64_t* tgt_len, int B, int T, int P,
-                              const double* alpha, double* beta_rows, void* grad_match, void* grad_links,
+                              double* alpha, double* logz, void* grad_match, void* grad_links,
                               cudaStream_t stream) {
   if (B == 0) return cudaSuccess;
+  gather_logz_kernel<<<ceil_div(B, kThreads), kThreads, 0, stream>>>(alpha, out_len, tgt_len, B, T, P, logz);
   NAT_DAG_DISPATCH(dtype, {
     const dim3 grid(ceil_div(P, kThreads), B);
     for (int t = T - 1; t >= 0; --t)
       backward_step_kernel<S, A><<<grid, kThreads, 0, stream>>>(
-          static_cast<const S*>(grad), static_cast<const S*>(match), static_cast<const S*>(links), alpha,
-          out_len, tgt_len, B, T, P, t, beta_rows, static_cast<A*>(grad_match), static_cast<A*>(grad_links));
+          static_cast<const S*>(grad), static_cast<const S*>(match), static_cast<const S*>(links), logz,
+          out_len, tgt_len, T, P, t, alpha, static_cast<A*>(grad_match), static_cast<A*>(grad_links));
   });
   return cudaGetLastError();
 }
