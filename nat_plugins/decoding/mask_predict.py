@@ -44,6 +44,10 @@ def remask_lowest(scores, lengths, num_mask):
 def masked_predictions(model, tokens, encoder_out, masked):
     """Best token and its log-probability at the masked positions of a canvas.
 
+    A model whose decoder has ``features`` and ``output_layer`` (the plugin's ``NATDecoder``) is
+    read through them, which is what its ``refine_logprobs`` computes, for the masked rows only;
+    any other model through its ``refine_logprobs`` (full ``[N, L, V]`` log-probabilities).
+
     Args:
         tokens: [N, L] canvas; masked: [N, L] bool.
     Returns:
