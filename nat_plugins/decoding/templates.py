@@ -35,7 +35,7 @@ import torch
 from ..errors import NATUserError
 
 __all__ = ["BLANK", "GAP", "MARKERS", "parse_template", "resolve_template", "TemplateBatch", "split_inline",
-           "respect_template", "check_width"]
+           "respect_template", "check_width", "INLINE_SEPARATOR", "TemplateSource"]
 
 BLANK, GAP = -1, -2
 MARKERS = {"<blank>": BLANK, "<gap>": GAP}

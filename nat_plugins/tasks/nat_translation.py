@@ -24,7 +24,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from ..compat import patch_interactive
 from ..decoding.generator import NATGenerator
-from ..decoding.templates import TemplateSource
+from ..decoding.templates import INLINE_SEPARATOR, TemplateSource
 from ..decoding.strategy import STRATEGIES, DecodingOptions
 from ..errors import NATUserError
 from ..modules.nat_base import NATModelBase
@@ -346,6 +346,10 @@ class NATTranslationTask(TranslationTask):
         source = self.template_source()
         if source is not None and source.inline:
             lines = source.split_lines(lines, encode_fn)
+        elif any(INLINE_SEPARATOR in line for line in lines) and not getattr(self, "_warned_separator", False):
+            self._warned_separator = True
+            logger.warning(f"nat_plugins: an input line holds '{INLINE_SEPARATOR}' but --decode-templates inline is "
+                           "not set: the whole line is translated as the source")
         return super().get_interactive_tokens_and_lengths(lines, encode_fn)
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):

@@ -60,6 +60,16 @@ def test_infilling_through_fairseq_interactive(tiny_bin, tiny_sunmask, tmp_path,
     assert len(hyps[3]) == 4 and hyps[3][2] == "W9"  # same source as line 0, its own template
 
 
+def test_template_syntax_without_the_flag_warns(tiny_bin, tiny_sunmask, tmp_path, capsys, caplog):
+    import logging
+
+    from interactive_cli import interactive_args, run_interactive
+
+    with caplog.at_level(logging.WARNING):
+        run_interactive(interactive_args(tiny_bin, tiny_sunmask), ["w1 w2 ||| W1 <blank>"], tmp_path, capsys)
+    assert "--decode-templates inline is not set" in caplog.text
+
+
 def test_infilling_with_a_template_file_through_fairseq_generate(tiny_bin, tiny_sunmask, tmp_path, capsys):
     refs = {}
     for line in run_generate(gen_args(tiny_bin, tiny_sunmask, "--decode-iterations", "2"), capsys).splitlines():
