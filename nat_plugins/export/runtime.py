@@ -1,12 +1,25 @@
 """Running a traced pass outside eager PyTorch: ONNX Runtime (default) or TorchScript.
 
-Why ONNX Runtime, and how it is exported (measured; ``scripts/benchmark_passes.py``
-prints the table, see its docstring for the command, machine and date):
+Why ONNX Runtime, and how it is exported:
 
 * at batch 1 on one thread, 70-78% of an eager decode is Python and dispatcher
-  overhead (issue #20); a whole-graph runtime removes it.  On a 2+2x128 model with
-  an 8k vocabulary, ONNX Runtime ran the DAT decoder pass about 2x faster than eager
-  and TorchScript (trace + freeze) in between, with the same argmax tokens;
+  overhead (issue #20); a whole-graph runtime removes it from the passes.  Measured
+  2026-12-03 with ``OMP_NUM_THREADS=1 python scripts/benchmark_passes.py --rounds 5
+  --sentences 20`` (quickstart-size 2+2x128 models, 8k vocabulary, random weights,
+  20-word sources, batch 1, 1 thread, runtimes interleaved) on a shared 2-core AMD
+  EPYC VM under heavy load from other jobs (load average 10-24: ratios only, and
+  noisy), ms per sentence relative to eager:
+
+  ============ =========== =========== ================
+  decoding     TorchScript ONNX Runt.  ONNX Runt. int8
+  ============ =========== =========== ================
+  CMLM 10x3    1.00x       0.54x       0.39x (12/20 same)
+  CMLM 1 pass  0.75x       0.65x       0.49x
+  DAT lookah.  0.86x       0.57x       0.48x
+  DiffGLAT JV  0.86x       0.71x       0.54x (15/20 same)
+  ============ =========== =========== ================
+
+  Every float32 runtime gave eager's hypotheses on all 20 sentences;
 * ``torch.onnx.export(dynamo=True)`` (the torch 2.13 default, which would need
   ``onnxscript``) fails on these models: ``torch.export`` refuses the data-dependent
   ``padding_mask.any()`` / ``has_pads`` branches of fairseq's encoder and
