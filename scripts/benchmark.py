@@ -30,7 +30,15 @@ beam and greedy).  For every fairseq AR entry the same checkpoint is
 converted to CTranslate2 and decoded with the same beam and length limits
 (int8 and float32 on CPU, float16 on GPU); the float32 conversion must
 reproduce fairseq's BLEU within ``--parity-tolerance`` (0.3) or the row is
-marked FAILED and the exit status is 3.
+marked FAILED and the exit status is 3.  For every fairseq CMLM/DAT/DiffGLAT entry
+the same checkpoint and flags are decoded again on exported passes
+(:mod:`nat_plugins.export`, ONNX Runtime float32 and int8; ``--fast-path``): the
+float32 row must reproduce every hypothesis of the eager entry, or it is marked
+FAILED as well.
+
+Code: entries in ``benchmark_entries.py``, runners and scoring in
+``benchmark_runners.py``, the clock and the round-robin in ``benchmark_timing.py``,
+reports in ``benchmark_report.py``, CTranslate2 in ``benchmark_ctranslate2.py``.
 
 Outputs in ``--out`` (default ``benchmarks/``): ``RESULTS.md`` (tables, the
 parity check, and "where NAT loses, and by how much" computed from the
