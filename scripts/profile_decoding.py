@@ -92,14 +92,9 @@ def make_batch(d, bsz, min_len, max_len, seed):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--vocab", type=int, default=8000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--min-len", type=int, default=4)
-    p.add_argument("--max-len", type=int, default=30)
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--length-beam", type=int, default=3)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--seed", type=int, default=1)
+    for option, default in (("vocab", 8000), ("batch-size", 128), ("min-len", 4), ("max-len", 30),
+                            ("iterations", 10), ("length-beam", 3), ("reps", 3), ("seed", 1)):
+        p.add_argument(f"--{option}", type=int, default=default)
     a = p.parse_args(argv)
     d, ours, stock = build(a.vocab, a.seed)
     fix_lengths(ours, stock)

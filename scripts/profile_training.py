@@ -120,6 +120,15 @@ class Clocks:
     def __init__(self):
         self.total = collections.defaultdict(float)
         self.depth = 0
+        self.wrapped = []
+
+    def restore(self):
+        for owner, name, had, fn in reversed(self.wrapped):
+            if had:
+                setattr(owner, name, fn)
+            else:
+                delattr(owner, name)  # an instance attribute shadowing the class's method
+        self.wrapped.clear()
 
     def wrap(self, owner, name, label):
         fn = getattr(owner, name, None)
@@ -139,6 +148,7 @@ class Clocks:
                 mode = "grad" if torch.is_grad_enabled() else "no grad"
                 self.total[(label, mode)] += time.process_time() - start
 
+        self.wrapped.append((owner, name, name in vars(owner), fn))
         setattr(owner, name, timed)
 
 
@@ -155,17 +165,20 @@ def breakdown(name, model, crit, opt, batches, top=18):
         clocks.wrap(crit.sampler, "select", "glancing select")
     fwd = bwd = step = 0.0
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities) as prof:
-        for batch in batches:
-            opt.zero_grad(set_to_none=True)
-            t0 = time.process_time()
-            loss, _, _ = crit(model, batch)
-            t1 = time.process_time()
-            loss.backward()
-            t2 = time.process_time()
-            opt.step()
-            t3 = time.process_time()
-            fwd, bwd, step = fwd + t1 - t0, bwd + t2 - t1, step + t3 - t2
+    try:
+        with torch.profiler.profile(activities=activities) as prof:
+            for batch in batches:
+                opt.zero_grad(set_to_none=True)
+                t0 = time.process_time()
+                loss, _, _ = crit(model, batch)
+                t1 = time.process_time()
+                loss.backward()
+                t2 = time.process_time()
+                opt.step()
+                t3 = time.process_time()
+                fwd, bwd, step = fwd + t1 - t0, bwd + t2 - t1, step + t3 - t2
+    finally:
+        clocks.restore()
     n = len(batches)
     # The output projection is the only bias-free Linear: its backward is the MmBackward0 nodes.
     mm_back = sum(e.cpu_time_total for e in prof.key_averages()
@@ -184,13 +197,10 @@ def breakdown(name, model, crit, opt, batches, top=18):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--vocab", type=int, default=8000)
-    p.add_argument("--max-tokens", type=int, default=4096)
-    p.add_argument("--min-len", type=int, default=8)
-    p.add_argument("--max-len", type=int, default=24)
-    p.add_argument("--batches", type=int, default=4, help="batches per timed repetition")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--seed", type=int, default=1)
+    # --batches: batches per timed repetition; --min-len/--max-len: source lengths of the batches
+    for option, default in (("vocab", 8000), ("max-tokens", 4096), ("min-len", 8), ("max-len", 24),
+                            ("batches", 4), ("reps", 3), ("seed", 1)):
+        p.add_argument(f"--{option}", type=int, default=default)
     p.add_argument("--no-breakdown", action="store_true")
     a = p.parse_args(argv)
     d, systems = build(a.vocab, a.seed)
