@@ -4,16 +4,20 @@ Briefly trained tiny CMLM, DAT and DiffGLAT checkpoints; the whole tiny test spl
 decoded by ``fairseq-generate`` (batched, eager) and by the fast path (batch 1,
 exported passes, from the raw source text); every hypothesis must be identical.
 """
+import importlib.util
 import os
-import sys
 
 import pytest
 
-from conftest import ROOT, hypotheses, run_generate, run_train, train_args
 from nat_plugins.export import runtime
 from nat_plugins.export.translator import FastTranslator, main
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+# tests/conftest.py's helpers by path: ``import conftest`` finds tests/scripts/conftest.py
+# instead once pytest has loaded it (e.g. `pytest tests/export tests/scripts`).
+_spec = importlib.util.spec_from_file_location("_export_tests_root_conftest",
+                                               os.path.join(os.path.dirname(__file__), os.pardir, "conftest.py"))
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
 
 BACKEND = runtime.default_backend()  # onnxruntime when installed (make bench), else torchscript
 
@@ -27,15 +31,15 @@ def tiny_dag_models(tiny_bin, tmp_path_factory):
         ("diffglat", "diffglat_tiny", "diffglat_loss", ("--diffusion-warmup-updates", "5")),
     ):
         save = str(tmp_path_factory.mktemp(f"{name}_fast"))
-        run_train(train_args(tiny_bin, save, arch=arch, criterion=criterion, max_update=20, extra=extra))
+        helpers.run_train(helpers.train_args(tiny_bin, save, arch=arch, criterion=criterion, max_update=20, extra=extra))
         out[name] = os.path.join(save, "checkpoint_last.pt")
     return out
 
 
 def generate(data, path, capsys, flags):
-    argv = [data, "--user-dir", os.path.join(ROOT, "nat_plugins"), "--task", "nat_translation", "--path", path,
+    argv = [data, "--user-dir", os.path.join(helpers.ROOT, "nat_plugins"), "--task", "nat_translation", "--path", path,
             "--batch-size", "16", "--cpu", "--gen-subset", "test", *flags]
-    hyps = hypotheses(run_generate(argv, capsys))
+    hyps = helpers.hypotheses(helpers.run_generate(argv, capsys))
     return [hyps[i] for i in range(len(hyps))]
 
 
