@@ -109,6 +109,13 @@ def _follow(choose, lengths):
     return torch.stack(path, 1)
 
 
+def frame_logprobs(token_logprobs, lengths, bos, eos):
+    """``[N, 2]``: log P(<s>) at vertex 0 and log P(</s>) at vertex ``P_b - 1`` of ``[N, P, V]`` log-probs."""
+    rows = torch.arange(lengths.numel(), device=token_logprobs.device)
+    last = (lengths.to(token_logprobs.device).long() - 1).clamp(min=0)
+    return torch.stack([token_logprobs[:, 0, bos], token_logprobs[rows, last, eos]], 1).float()
+
+
 class DAGStrategy(DecodingStrategy):
     """Shared part: one decoder pass, path search (:meth:`search`), token read-out."""
 
@@ -137,21 +144,22 @@ class DAGStrategy(DecodingStrategy):
             token_lp, links = token_lp.repeat_interleave(n, 0), links.repeat_interleave(n, 0)
         else:
             token_lp, links = model.dag_graph(encoder_out, lengths)
+        framed = getattr(model, "frame_target", False)
+        frame_lp = frame_logprobs(token_lp, lengths, model.bos, model.eos) if framed else None
         banned = sorted({model.pad, model.bos, model.eos})
         token_lp[..., banned] = float("-inf")
-        framed = getattr(model, "frame_target", False)
         if constraints is not None:  # --constraints (ours): see decoding/dag_constraints.py
             tokens, scores, out_len, score, failed = constrained_decode_graph(
                 self, links, token_lp, lengths, model.pad, framed, constraints, self.viterbi_beta())
             return CanvasState(tokens, scores, out_len, extra={"score": score, "constraints_failed": failed})
         tokens, scores, out_len, score = self.decode_graph(links, token_lp, lengths, model.pad, generator,
-                                                           framed=framed)
+                                                           framed=framed, frame_lp=frame_lp)
         return CanvasState(tokens, scores, out_len, extra={"score": score})
 
     def finalize(self, model, encoder_out, state):
         return state.tokens, state.scores, state.lengths, state.extra["score"]
 
-    def decode_graph(self, links, token_logprobs, lengths, pad, generator=None, framed=False):
+    def decode_graph(self, links, token_logprobs, lengths, pad, generator=None, framed=False, frame_lp=None):
         """Decode a batch of DAGs (no model needed; the unit of the tests).
 
         Args:
@@ -160,8 +168,14 @@ class DAGStrategy(DecodingStrategy):
             lengths: ``[N]`` long ``P_b``.
             pad: padding id for the output.
             framed: the model was trained on ``<s> y </s>`` (``--dag-frame-target``): vertex 0
-                and vertex ``P_b - 1``, which every path visits, emit the frame.  Their token
-                scores count as ``log 1`` in the search and they are left out of the output.
+                and vertex ``P_b - 1``, which every path visits, emit the frame.  They are left
+                out of the output.  Their token scores in the search are ``frame_lp``.
+            frame_lp: ``[N, 2]`` log P(<s> | v_0) and log P(</s> | v_{P_b-1}) (what
+                :meth:`initialize` passes), or None for ``log 1`` (hand-made DAGs).  The model's
+                own frame scores matter to lookahead: with ``log 1`` the end vertex beats every
+                content vertex, whose best token has log-prob < 0, and a barely trained model
+                jumps from ``<s>`` straight to ``</s>`` (empty outputs).  DA-Transformer's
+                lookahead also scores every vertex by its best token, ``</s>`` included.
         Returns:
             ``(tokens [N, L], token_scores [N, L], lengths [N], score [N])`` after merging repeats.
         """
@@ -170,7 +184,12 @@ class DAGStrategy(DecodingStrategy):
         lengths = lengths.to(links.device).long()
         if framed:
             ends = torch.arange(best_lp.size(1), device=best_lp.device)[None, :]
-            best_lp = best_lp.masked_fill(ends.eq(0) | ends.eq(lengths[:, None] - 1), 0.0)
+            first, last = ends.eq(0), ends.eq(lengths[:, None] - 1)
+            if frame_lp is None:
+                best_lp = best_lp.masked_fill(first | last, 0.0)
+            else:
+                frame_lp = frame_lp.to(best_lp)
+                best_lp = torch.where(first, frame_lp[:, :1], torch.where(last, frame_lp[:, 1:], best_lp))
         vertices, path_score = self.search(links, best_lp, lengths, generator)
         if framed:
             # Paths start at vertex 0 and end at P_b - 1 (strictly increasing): drop both.

@@ -26,7 +26,8 @@ def tiny_diffglat(tiny_bin, tmp_path_factory):
     try:
         run_train(train_args(tiny_bin, save, arch="diffglat_tiny", criterion="diffglat_loss", max_update=UPDATES,
                              extra=("--diffusion-warmup-updates", "5", "--glance-alpha", "0.5:0.1@10",
-                                    "--glance-alpha-periodic", "--log-interval", "10", "--log-format", "simple")))
+                                    "--glance-alpha-periodic", "--log-interval", "10", "--log-format", "simple",
+                                    "--dag-frame-target", "off")))  # why: tests/e2e/test_dat_cli.py
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

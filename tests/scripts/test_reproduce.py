@@ -1,0 +1,87 @@
+"""scripts/reproduce.py: the reproduction suite's driver and report.
+
+The report's acceptance lines and curve summaries are checked on hand-made records; the driver runs end to end
+on a tiny preset (data -> 20 updates -> decode every kept checkpoint -> JSON/Markdown/PNG) and a second call
+reuses everything (no retraining, no re-decoding).
+"""
+import json
+import os
+
+import pytest
+
+pytest.importorskip("fairseq")
+
+import reproduce  # noqa: E402
+import reproduce_report as rr  # noqa: E402
+
+
+def _rec(exp, system, metric, value, updates):
+    return {"experiment": exp, "system": system, "metric": metric, "value": value, "updates": updates}
+
+
+def test_final_cells_take_the_largest_update_and_trend_reads_the_last_two_points():
+    records = [_rec("easy", "dat:lookahead", "seq_acc", 40.0, 250), _rec("easy", "dat:lookahead", "seq_acc", 99.5, 500),
+               _rec("easy", "dat:lookahead", "token_acc", 99.9, 500), _rec("easy", "dat:lookahead", "token_acc", 70, 250)]
+    cells = rr.final_cells(records)
+    assert cells[("easy", "dat:lookahead")] == {"updates": 500, "seq_acc": 99.5, "token_acc": 99.9}
+    curve = rr.curves(records)[("easy", "dat:lookahead", "seq_acc")]
+    assert curve == [(250, 40.0), (500, 99.5)]
+    assert rr.trend(curve) == "rising"
+    assert rr.trend([(1, 50.0), (2, 50.5)]) == "flat"
+    assert rr.trend([(1, 99.0), (2, 100.0)]) == "converged"
+    assert rr.trend([(1, 50.0)]) == "-"
+
+
+def test_acceptance_lines_compare_with_the_issue_thresholds():
+    cells = {("easy", "dat:lookahead"): {"updates": 1, "seq_acc": 99.0},
+             ("full", "vanilla:1pass"): {"updates": 1, "seq_acc": 6.0},
+             ("easy", "cmlm:10iter"): {"updates": 1, "seq_acc": 30.0},
+             ("easy", "cmlm:1pass"): {"updates": 1, "seq_acc": 30.0},
+             ("easy", "sundae_l12:T10"): {"updates": 1, "seq_acc": 50.0},
+             ("easy", "sundae_l1:T10"): {"updates": 1, "seq_acc": 26.0}}
+    verdicts = {claim: verdict for claim, _, verdict in rr.acceptance(cells)}
+    assert verdicts["easy: DAT sequence accuracy >= 99%"] == "met"
+    assert verdicts["Table 2: vanilla NAR sequence accuracy <= 5%"] == "MISSED"
+    assert verdicts["Table 2: AR sequence accuracy >= 95%"] == "MISSING"
+    assert verdicts["easy: CMLM 10 iterations > 1 pass (sequence accuracy)"] == "MISSED"  # a tie is not a win
+    # +24 points but L(1) is 26: twice L(1) would be 52, so the margin needed is 26
+    assert verdicts["easy: SUNDAE L(1:2) beats L(1) at T=10 by >= max(20 points, 2x L(1))"] == "MISSED"
+
+
+def test_tiny_suite_end_to_end_and_cached(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "PRESETS", {"tiny": dict(num_tokens=5, length=4, modalities=2, train=300,
+                                                            valid=20, test=20)})
+    tiny = [*reproduce_experiments_common(), "--max-tokens", "300", "--lr", "1e-2"]
+    monkeypatch.setattr(reproduce, "MODELS", {"cmlm": {
+        "desc": "tiny CMLM", "train": ["--user-dir", "nat_plugins", "--task", "nat_translation", "--arch", "cmlm_tiny",
+                                       "--criterion", "cmlm_loss", *tiny],
+        "decodings": [("2iter", ["--task", "nat_translation", "--decode-iterations", "2"]),
+                      ("1pass", ["--task", "nat_translation", "--decode-iterations", "1"])]}})
+    monkeypatch.setattr(reproduce, "EXPERIMENTS", [{"preset": "tiny", "name": "cmlm", "model": "cmlm", "updates": 20,
+                                                    "curve_every": 10}])
+    monkeypatch.setattr(reproduce, "SECONDS_PER_UPDATE", {"cmlm": (0.1, 0.1)})
+    report = tmp_path / "out" / "r.md"
+    argv = ["--jobs", "1", "--work-dir", str(tmp_path), "--report", str(report)]
+    assert reproduce.main(argv) == 0
+    records = json.loads((tmp_path / "out" / "r.json").read_text())
+    seen = {(r["system"], r["metric"], r["updates"]) for r in records}
+    # the curve decoding at both kept checkpoints, the other decoding at the last one only
+    assert seen == {("cmlm:2iter", m, u) for m in ("token_acc", "seq_acc") for u in (10, 20)} | {
+        ("cmlm:1pass", m, 20) for m in ("token_acc", "seq_acc")}
+    assert all(r["experiment"] == "tiny" and 0 <= r["value"] <= 100 for r in records)
+    text = report.read_text()
+    assert "| tiny | cmlm:2iter | 20 |" in text and "## Acceptance" in text and "<details>" in text
+    assert (tmp_path / "out" / "r.png").stat().st_size > 1000
+    train_log = tmp_path / "runs" / "repro" / "tiny" / "cmlm" / "train.log"
+    before = train_log.read_text()
+    eval_dir = tmp_path / "runs" / "repro" / "tiny" / "cmlm" / "eval"
+    stamps = {p: os.path.getmtime(eval_dir / p) for p in os.listdir(eval_dir)}
+    assert reproduce.main(argv) == 0  # everything cached
+    assert train_log.read_text() == before
+    assert {p: os.path.getmtime(eval_dir / p) for p in os.listdir(eval_dir)} == stamps
+
+
+def reproduce_experiments_common():
+    import reproduce_experiments
+
+    return [f for f in reproduce_experiments.COMMON if f not in ("--max-tokens", "1024", "--lr", "2e-3")]
