@@ -180,6 +180,8 @@ def main(argv=None):
     args, gen_args = parser.parse_known_args(argv)
     if args.threads < 1 or args.batch_size < 1:
         parser.error("--threads and --batch-size must be >= 1")
+    if args.quantize and args.backend == "torchscript":
+        parser.error("--quantize int8 needs --backend onnxruntime")
     try:
         translator = FastTranslator(args.data, args.path, gen_args, args.backend, args.threads,
                                     quantize=args.quantize)
