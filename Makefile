@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 SHELL  := /bin/bash
 
-.PHONY: setup test quickstart cuda-check bench clean-venv
+.PHONY: setup test quickstart cuda-check bench reproduce clean-venv gpu-check
 
 setup: $(VENV)/.setup-done
 
@@ -43,6 +43,23 @@ bench: setup
 	  $(PY) -m pip install -q "onnxruntime>=1.17,<2" "onnx>=1.15,<2"; }
 	$(PY) scripts/benchmark.py $(BENCH_DATA) --quickstart-runs $(BENCH_RUNS) --raw-ref $(BENCH_REF) \
 	  --ctranslate2 on --fast-path on --out benchmarks $(BENCH_ARGS)
+
+# One-run GPU evidence (issue #18): kernels, op benchmarks, five base-size models;
+# see benchmarks/gpu/README.md.  On the GPU machine, no venv needed:
+#   make gpu-check            (writes $OUT or benchmarks/gpu/run-<date>)
+#   make gpu-check GPU_CHECK_ARGS=--dry-run    (CPU, tiny sizes; also run by `make test`)
+GPU_CHECK_ARGS ?=
+gpu-check:
+	bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+
+# The reproduction suite (scripts/reproduce.py): synthetic multimodality (DiffGLAT App. A) and the
+# SUNDAE/CMLM ablations, update budgets, runs resumed from their checkpoints.  The report goes under
+# runs/repro/ unless REPRO_REPORT names the committed record (benchmarks/reproduction.md).
+REPRO_REPORT ?= runs/repro/reproduction.md
+REPRO_JOBS   ?= 2
+REPRO_ARGS   ?=
+reproduce: setup
+	$(PY) scripts/reproduce.py --jobs $(REPRO_JOBS) --report $(REPRO_REPORT) $(REPRO_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
