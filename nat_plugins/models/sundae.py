@@ -159,6 +159,8 @@ class SUNDAEModel(NATModelBase):
         self.read_out_rule = args.sundae_read_out
         self.default_decode_samples = int(args.sundae_decode_samples)
         self.default_decode_temperature = float(args.sundae_decode_temperature)
+        if self.default_decode_samples < 1 or not self.default_decode_temperature >= 0:
+            raise NATUserError("--sundae-decode-samples must be >= 1 and --sundae-decode-temperature >= 0")
         if self.use_length:
             # h_len = V[l_d], V of size N_d x d_enc (App. B).  Unit-variance
             # init: comparable in scale to the layer-normed encoder states.

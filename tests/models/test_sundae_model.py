@@ -61,11 +61,12 @@ def test_length_canvas_slack_adds_end_positions_to_train_and_decode():
     assert fixed.canvas_widths(torch.tensor([1, 4, 12])).tolist() == [12, 12, 12]
 
 
-def test_negative_slack_is_a_user_error():
+def test_bad_model_options_are_user_errors():
     from nat_plugins.errors import NATUserError
 
-    with pytest.raises(NATUserError):
-        build(sundae_canvas_slack=-0.5)
+    for bad in (dict(sundae_canvas_slack=-0.5), dict(sundae_decode_samples=0), dict(sundae_decode_temperature=-1.0)):
+        with pytest.raises(NATUserError):
+            build(**bad)
 
 
 def test_gold_canvas_fixed_mode_and_cropping():
