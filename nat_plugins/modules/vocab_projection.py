@@ -11,15 +11,16 @@ unmaps hundreds of MB per call.  Here the rows are processed in chunks of about
 
 Exactness: the log-normaliser is computed with the same operations as ``torch.logsumexp``
 (row max, ``exp(x - max)`` summed along the row, ``log``, plus the max), and each row's
-reduction does not depend on which other rows share its chunk, so :func:`max_logsumexp` and
-:class:`TargetLogProbs` reproduce ``torch.logsumexp`` and ``log_softmax(...).gather(...)``
-bit for bit on CPU (the tests check this).  The gradient of :class:`TargetLogProbs` sums the same
-terms in another order, within 1e-6 of autograd's.
+reduction does not depend on which other rows share its chunk, so :func:`target_logprobs` and
+:func:`glancing_scores` reproduce ``logits.gather(...) - torch.logsumexp(logits)`` bit for bit
+on CPU (the tests check this).  The gradient of :class:`TargetLogProbs` sums the same terms in
+another order, within 1e-6 of autograd's.  :func:`best_token_logprobs` normalises with
+``torch.log_softmax`` itself.
 """
 import torch
+from torch.autograd.function import once_differentiable
 
-__all__ = ["CHUNK_ELEMENTS", "max_logsumexp", "TargetLogProbs", "target_logprobs", "glancing_scores",
-           "best_token_logprobs"]
+__all__ = ["CHUNK_ELEMENTS", "TargetLogProbs", "target_logprobs", "glancing_scores", "best_token_logprobs"]
 
 #: Values per chunk (8 MB of fp32): small enough to stay in cache and below glibc's mmap threshold.
 CHUNK_ELEMENTS = 1 << 21
@@ -50,29 +51,6 @@ def _log_normaliser_(chunk, row_max, buf):
     return scratch.sum(-1).log_().add_(shift)
 
 
-def max_logsumexp(logits, chunk_elements="auto"):
-    """Row max, argmax and log-normaliser of ``logits [..., V]`` (any float dtype; results fp32).
-
-    Returns:
-        ``(max [...], argmax [...] long, logsumexp [...])``; the best token's log-probability is
-        ``max - logsumexp``.
-    """
-    shape, V = logits.shape[:-1], logits.size(-1)
-    flat = logits.reshape(-1, V)
-    n = flat.size(0)
-    chunk = _chunk_size(logits) if chunk_elements == "auto" else chunk_elements
-    spans = _spans(n, V, chunk)
-    best = torch.empty(n, dtype=torch.float, device=logits.device)
-    index = torch.empty(n, dtype=torch.long, device=logits.device)
-    lse = torch.empty(n, dtype=torch.float, device=logits.device)
-    buf = torch.empty(spans[0][1] - spans[0][0] if spans else 0, V, dtype=torch.float, device=logits.device)
-    for lo, hi in spans:
-        part = flat[lo:hi].float()
-        torch.max(part, -1, out=(best[lo:hi], index[lo:hi]))
-        lse[lo:hi] = _log_normaliser_(part, best[lo:hi], buf)
-    return best.view(shape), index.view(shape), lse.view(shape)
-
-
 class TargetLogProbs(torch.autograd.Function):
     """``match [B, T, P] = log_softmax(logits [B, P, V])[b, j, target[b, t]]``, fused.
 
@@ -101,6 +79,7 @@ class TargetLogProbs(torch.autograd.Function):
         return match.transpose(1, 2)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_match):
         logits, target, lse = ctx.saved_tensors
         B, P, V = logits.shape

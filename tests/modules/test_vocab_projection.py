@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nat_plugins.modules.vocab_projection import best_token_logprobs, glancing_scores, max_logsumexp, target_logprobs
+from nat_plugins.modules.vocab_projection import best_token_logprobs, glancing_scores, target_logprobs
 
 
 def unfused_target_match(logits, target):
@@ -87,25 +87,27 @@ def test_glancing_scores_are_the_match_and_the_argmax(B, P, V, T, chunk):
     assert torch.equal(best, logits.argmax(-1)) and best[0, 0].item() == 0
 
 
-def test_max_logsumexp_equals_torch_reductions_including_infinite_rows():
-    logits, _ = _inputs(3, 5, 400, 2, seed=3)
-    logits[1, 2] = float("-inf")
+def test_infinite_logits_give_what_the_unfused_computation_gives():
+    logits, target = _inputs(3, 5, 400, 2, seed=3)
+    logits[1, 2] = float("-inf")  # no finite logit: -inf normaliser, NaN scores, as torch.logsumexp gives
     logits[2, 3, 7] = float("inf")
     for chunk in (None, 1, 900):
-        best, index, lse = max_logsumexp(logits, chunk_elements=chunk)
-        ref_best, ref_index = logits.max(-1)
-        assert torch.equal(best, ref_best) and torch.equal(index, ref_index)
-        assert torch.equal(lse, torch.logsumexp(logits, -1))
-    # the best token's log-probability, as mask-predict scores it
-    assert torch.allclose((best - lse)[0], torch.log_softmax(logits[0], -1).max(-1).values, atol=1e-6)
+        match, best = glancing_scores(logits, target, chunk_elements=chunk)
+        torch.testing.assert_close(match, unfused_target_match(logits, target), rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(target_logprobs(logits, target, chunk_elements=chunk), match,
+                                   rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(best, logits.argmax(-1))
 
 
 def test_half_precision_logits_are_normalised_in_fp32():
     logits, target = _inputs(2, 4, 64, 3, seed=4)
     half = logits.half()
     assert torch.equal(target_logprobs(half, target), unfused_target_match(half, target))
-    best, index, lse = max_logsumexp(half)
-    assert best.dtype == torch.float32 and torch.equal(lse, torch.logsumexp(half.float(), -1))
+    match, best = glancing_scores(half, target)
+    assert match.dtype == torch.float32 and torch.equal(match, unfused_target_match(half, target))
+    x = half.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(target_logprobs(x, target).sum(), x)
+    assert grad.dtype == torch.float16
 
 
 @pytest.mark.parametrize("chunk", [None, 5 * 300, 1 << 21])
