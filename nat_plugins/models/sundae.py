@@ -35,7 +35,7 @@ Canvas width (``--sundae-canvas``):
 * ``length``: the canvas has ``2 * ceil(l / 2)`` positions for the gold
   (training) or predicted (decoding) downsampled length ``ceil(l / 2)``,
   plus a slack of ``ceil(s * 2 * ceil(l / 2))`` end positions
-  (``--sundae-canvas-slack s``; ``sundae_small``/``sundae_tiny``: 0.25).
+  (``--sundae-canvas-slack s``, default 0.25; the maximum canvas still caps it).
   Much cheaper on CPU than a fixed canvas; the slack keeps the paper's
   point that the model "does not need to fully commit to the predicted
   length" (§3.1): end padding is always part of the training canvas, and
@@ -123,7 +123,7 @@ class SUNDAEModel(NATModelBase):
                             help="residual blocks of the length predictor (App. B: 6)")
         parser.add_argument("--sundae-canvas-slack", type=float, metavar="S",
                             help="'length' canvas: ceil(S * 2*ceil(l/2)) extra end positions so the model need not "
-                                 "commit to the length (§3.1); sundae_small/tiny: 0.25")
+                                 "commit to the length (§3.1); default 0.25")
         parser.add_argument("--sundae-noise-symbols", choices=["all", "ordinary"], default=None,
                             help="prior/corruption/sample vocabulary: all symbols but <pad> and <bos> (A.3, App. J; "
                                  "default) or, as earlier versions, no special or filler symbols")
