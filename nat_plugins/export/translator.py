@@ -18,6 +18,7 @@ CLI (every flag it does not know goes to fairseq's generation parser)::
         --decode-iterations 10 --length-beam 3 --remove-bpe < input.bpe.en > output.de
 """
 import argparse
+import copy
 import os
 import sys
 
@@ -38,7 +39,10 @@ def load_for_generation(data, checkpoint, gen_args=(), split=None, model_cache=N
         checkpoint: the ``.pt`` file.
         gen_args: fairseq generation flags (task, decoding).
         split: also load this split (``cfg.dataset.gen_subset``).
-        model_cache: optional ``{realpath: model}`` so several configurations share one load.
+        model_cache: optional ``{realpath: model}`` so several configurations share one read of
+            the checkpoint.  Each call still gets its own model object (a deep copy after the
+            first): decoding options live on the model (DAT's graph scale, DiffGLAT's pass
+            count), so two configurations of one checkpoint must not share one.
     """
     from fairseq import checkpoint_utils, options, tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -59,12 +63,13 @@ def load_for_generation(data, checkpoint, gen_args=(), split=None, model_cache=N
     task = tasks.setup_task(cfg.task)
     cache = {} if model_cache is None else model_cache
     key = os.path.realpath(checkpoint)
-    if key not in cache:
+    if key in cache:
+        model = copy.deepcopy(cache[key])
+    else:
         if log is not None:
             log(f"loading {checkpoint}")
         models, _ = checkpoint_utils.load_model_ensemble([checkpoint], task=task)
-        cache[key] = models[0]
-    model = cache[key]
+        model = cache[key] = models[0]
     model.eval()
     model.prepare_for_inference_(cfg)
     if split is not None:

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from nat_plugins.export import runtime
-from nat_plugins.export.translator import FastTranslator, main
+from nat_plugins.export.translator import FastTranslator, load_for_generation, main
 
 # tests/conftest.py's helpers by path: ``import conftest`` finds tests/scripts/conftest.py
 # instead once pytest has loaded it (e.g. `pytest tests/export tests/scripts`).
@@ -81,3 +81,15 @@ def test_bad_input_is_one_line_and_status_2(tiny_bin, tiny_cmlm, tmp_path, capsy
     assert "cannot read --input" in capsys.readouterr().err
     assert main([tiny_bin, "--path", tiny_cmlm, "--decode-ar-rerank"]) == 2
     assert capsys.readouterr().err.startswith("nat_plugins: error: --decode-ar-rerank")
+
+
+def test_configurations_sharing_a_checkpoint_keep_their_own_decoding_options(tiny_bin, tiny_dag_models):
+    """DiffGLAT's pass count lives on the model: two benchmark entries of one checkpoint
+    (e.g. 3 passes and 1 pass) must not overwrite each other's."""
+    cache, path = {}, tiny_dag_models["diffglat"]
+    _, _, three, _ = load_for_generation(tiny_bin, path, ["--task", "nat_translation", "--decode-iterations", "3"],
+                                         model_cache=cache)
+    _, _, one, _ = load_for_generation(tiny_bin, path, ["--task", "nat_translation", "--decode-iterations", "1"],
+                                       model_cache=cache)
+    assert (three.decode_iterations, one.decode_iterations) == (3, 1) and len(cache) == 1
+    assert three.links.query.weight.data_ptr() != one.links.query.weight.data_ptr()
