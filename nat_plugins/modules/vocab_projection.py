@@ -51,6 +51,14 @@ def _log_normaliser_(chunk, row_max, buf):
     return scratch.sum(-1).log_().add_(shift)
 
 
+def _target_chunk(part, target, row_max, buf):
+    """``(log_softmax(part)`` at ``target`` ``[b, P, T]``, log-normalisers ``[b, P])`` of fp32 ``part [b, P, V]``."""
+    b, P, V = part.shape
+    norm = _log_normaliser_(part.reshape(-1, V), row_max.reshape(-1), buf).view(b, P)
+    picked = part.gather(-1, target[:, None, :].expand(b, P, target.size(1)))
+    return picked - norm[:, :, None], norm
+
+
 class TargetLogProbs(torch.autograd.Function):
     """``match [B, T, P] = log_softmax(logits [B, P, V])[b, j, target[b, t]]``, fused.
 
@@ -70,10 +78,7 @@ class TargetLogProbs(torch.autograd.Function):
                           device=logits.device)
         for lo, hi in spans:
             part = logits[lo:hi].float()
-            picked = part.gather(-1, target[lo:hi, None, :].expand(hi - lo, P, T))  # [b, P, T]
-            norm = _log_normaliser_(part.reshape(-1, V), part.reshape(-1, V).amax(-1), buf).view(hi - lo, P)
-            lse[lo:hi] = norm
-            torch.sub(picked, norm[:, :, None], out=match[lo:hi])
+            match[lo:hi], lse[lo:hi] = _target_chunk(part, target[lo:hi], part.amax(-1), buf)
         ctx.save_for_backward(logits, target, lse)
         ctx.chunk_elements = chunk_elements
         return match.transpose(1, 2)
@@ -119,9 +124,7 @@ def glancing_scores(logits, target, chunk_elements="auto"):
         for lo, hi in spans:
             part = logits[lo:hi].float()
             best, index[lo:hi] = part.max(-1)
-            norm = _log_normaliser_(part.reshape(-1, V), best.reshape(-1), buf).view(hi - lo, P)
-            picked = part.gather(-1, target[lo:hi, None, :].expand(hi - lo, P, T))
-            match[lo:hi] = (picked - norm[:, :, None]).transpose(1, 2)
+            match[lo:hi] = _target_chunk(part, target[lo:hi], best, buf)[0].transpose(1, 2)
     return match, index
 
 
