@@ -2,7 +2,8 @@
 // conversions the kernels use, rounding to nearest even like the device ones.
 #pragma once
 #include <stdint.h>
-#include <string.h>
+
+#include "nat_shim.h"
 
 struct __half {
   uint16_t bits;
@@ -27,14 +28,11 @@ inline float __half2float(__half h) {
   } else {
     out = sign | ((exp + 127 - 15) << 23) | (man << 13);
   }
-  float f;
-  memcpy(&f, &out, 4);
-  return f;
+  return nat_shim_bits<float>(out);
 }
 
 inline __half __float2half(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
+  const uint32_t x = nat_shim_bits<uint32_t>(f);
   const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
   const uint32_t abs = x & 0x7fffffffu;
   __half h;

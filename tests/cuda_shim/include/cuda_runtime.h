@@ -25,12 +25,6 @@ template <typename F> inline cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttrib
 inline int max(int a, int b) { return a > b ? a : b; }
 inline int min(int a, int b) { return a < b ? a : b; }
 
-template <typename To, typename From> inline To nat_shim_bits(From x) {
-  static_assert(sizeof(To) == sizeof(From), "bit cast of different sizes");
-  To y;
-  memcpy(&y, &x, sizeof(y));
-  return y;
-}
 inline int __float_as_int(float x) { return nat_shim_bits<int>(x); }
 inline unsigned int __float_as_uint(float x) { return nat_shim_bits<unsigned int>(x); }
 inline long long __double_as_longlong(double x) { return nat_shim_bits<long long>(x); }

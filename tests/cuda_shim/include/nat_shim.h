@@ -40,6 +40,14 @@ extern thread_local uint3 blockIdx;
 extern thread_local dim3 blockDim;
 extern thread_local dim3 gridDim;
 
+// Bit cast between same-sized types (the half, bfloat16 and atomics stand-ins use it).
+template <typename To, typename From> inline To nat_shim_bits(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bit cast of different sizes");
+  To y;
+  memcpy(&y, &x, sizeof(y));
+  return y;
+}
+
 namespace nat_shim {
 
 struct BlockContext {
