@@ -72,7 +72,39 @@ MODELS = {
                       ("viterbi", GEN_NAT + ["--decoding-strategy", "dag_joint_viterbi",
                                              "--decode-viterbi-beta", "1.0"])],
     },
+    "diffglat": {
+        "desc": "DiffGLAT 2+2x128, lambda 4, modality diffusion (faithful process: gamma rule on the previous "
+                "level's target), warm-up 1000, alpha 0.5->0.1 restarting every 1000 updates",
+        "train": [*NAT, "--arch", "diffglat_small", "--criterion", "diffglat_loss", "--upsample-scale", "4",
+                  "--diffusion-process", "modality", "--diffusion-warmup-updates", "1000",
+                  "--glance-alpha", "0.5:0.1@1000", *COMMON],
+        "decodings": [("viterbi", GEN_NAT + ["--decoding-strategy", "dag_joint_viterbi", "--decode-viterbi-beta", "1.0",
+                                             "--decode-iterations", "3"]),
+                      ("viterbi1", GEN_NAT + ["--decoding-strategy", "dag_joint_viterbi",
+                                              "--decode-viterbi-beta", "1.0", "--decode-iterations", "1"])],
+    },
 }
+MODELS["diffglat_anchor"] = {
+    "desc": MODELS["diffglat"]["desc"] + ", plus --modality-anchor 1.0 (ours)",
+    "train": MODELS["diffglat"]["train"] + ["--modality-anchor", "1.0"],
+    "decodings": MODELS["diffglat"]["decodings"],
+}
+
+
+def _sundae(steps, desc):
+    sample = GEN_NAT + ["--decode-seed", "1"]  # tau 0.5 and n = 4 candidates: the sundae_small defaults
+    return {
+        "desc": f"SUNDAE 2+2x128 (sundae_small), {desc}; low-temperature sampling, 4 samples reranked",
+        "train": [*NAT, "--arch", "sundae_small", "--criterion", "sundae_loss", "--unroll-steps", str(steps), *COMMON],
+        "decodings": [("T10", sample + ["--decode-iterations", "10"]), ("T4", sample + ["--decode-iterations", "4"]),
+                      ("T1", sample + ["--decode-iterations", "1"]),
+                      ("argmax4", GEN_NAT + ["--decoding-strategy", "sundae_argmax_unrolled",
+                                             "--decode-iterations", "4"])],
+    }
+
+
+MODELS["sundae_l12"] = _sundae(2, "unrolled L(1:2)")
+MODELS["sundae_l1"] = _sundae(1, "L(1) only")
 
 #: Measured CPU seconds per update on one thread, (small preset, length-32 preset); 2-core AMD EPYC,
 #: 2026-12-03, with a second training and test runs beside it (so an upper bound on a quiet machine).
@@ -90,11 +122,20 @@ EXPERIMENTS = [
     # Table 2 of DiffGLAT (App. A), plus the DAG models on graphs that can hold every modality path
     _exp("full", "ar", 3000, curve_every=500),
     _exp("full", "vanilla", 3000, curve_every=500),
-    _exp("full", "pml", 4000, curve_every=500),
+    _exp("full", "pml", 3000, curve_every=500),
     _exp("full", "dat", 3000, curve_every=500),
-    # the easy preset: DAT must reach ~100%; Mask-Predict iterations vs one pass
+    _exp("full", "diffglat", 3000, curve_every=500),
+    _exp("full", "cmlm", 3000, curve_every=500),
+    _exp("full", "sundae_l12", 3000, curve_every=500),
+    _exp("full", "sundae_l1", 3000, curve_every=500),
+    # the easy preset: DAT must reach ~100%; Mask-Predict iterations vs one pass; SUNDAE L(1:2) vs L(1);
+    # DiffGLAT with and without the anchor against DAT
     _exp("easy", "dat", 3000),
     _exp("easy", "cmlm", 2000),
+    _exp("easy", "sundae_l12", 3000),
+    _exp("easy", "sundae_l1", 3000),
+    _exp("easy", "diffglat", 3000),
+    _exp("easy", "diffglat_anchor", 3000),
     # one factor at a time from easy towards full: where does DAT break?
     _exp("sweep_length32", "dat", 3000),
     _exp("sweep_modalities4", "dat", 3000),
