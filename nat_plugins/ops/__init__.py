@@ -17,9 +17,13 @@ Non-Autoregressive Machine Translation", ICML 2022, §2):
   dims, and "graph too small": ``T_b > P_b``.  Any ``T_b <= P_b`` is accepted; if no
   path has a finite score (e.g. ``T_b = 1 < P_b``, or ``-inf`` links) the likelihood
   is ``-inf`` (zero gradient), the alignment all ``-1``, the Viterbi length 0.
-* The DP runs in fp32 or better (the PyTorch likelihood in fp64); fp16/bf16 inputs
-  are accepted and outputs/gradients come back in the input dtype.  Inputs are never
-  modified.
+* The DP runs in fp32 or better (the likelihood's in fp64 in both implementations);
+  fp16/bf16 inputs are accepted and outputs/gradients come back in the input dtype.
+  Joint-Viterbi's ``token_logprobs`` are used in fp32 (fp64 for fp64 links), never
+  rounded to the links' dtype.  Inputs are never modified.
+* NaN on a sentence's own paths propagates as torch's ``amax``/``argmax``/``logsumexp``
+  do: likelihood NaN (zero gradient), alignment all ``-1``, Viterbi length 0 with a
+  NaN score; other sentences are unaffected.
 * ``impl``: ``"torch"`` (reference), ``"cuda"`` (kernels; error if unavailable) or
   ``"auto"`` (kernels for CUDA tensors when they build *and* agree with the reference
   on a tiny self-check batch at the first CUDA call; otherwise the reference with one
