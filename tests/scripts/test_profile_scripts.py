@@ -18,7 +18,7 @@ def test_profile_training_reports_dat_before_and_after_against_cmlm(capsys):
                                   "--min-len", "3", "--max-len", "5"]) == 0
     out = capsys.readouterr().out
     for system in ("dat", "cmlm", "dat_before"):
-        assert re.search(rf"^\| {system} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", out, re.M), system
+        assert re.search(rf"^\| {system} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", out, re.M), system
     assert "DAT update breakdown" in out and "CMLM update breakdown" in out and "| glancing_scores |" in out
     assert (dag_loss_mod.target_match, dag_loss_mod.glancing_scores) == fused  # timing wrappers removed
 
