@@ -204,9 +204,9 @@ def _generate(argv, out_path):
 
 
 def _last_update(save_dir):
-    import torch
+    from nat_plugins.compat import load_checkpoint_file  # the safe (weights-only) unpickler
 
-    state = torch.load(os.path.join(save_dir, "checkpoint_last.pt"), map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(os.path.join(save_dir, "checkpoint_last.pt"))
     return int(state.get("optimizer_history", [{}])[-1].get("num_updates", -1))
 
 
