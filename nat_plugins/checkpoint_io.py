@@ -196,16 +196,28 @@ def _patched_save(original):
     return torch_persistent_save
 
 
+def _raised_by_torch_load(error):
+    """True when ``error`` comes from inside ``torch.load`` (a bad file: garbage
+    bytes can raise nearly any exception type there), not from fairseq's
+    processing of a loaded checkpoint (a bug, which keeps its traceback)."""
+    tb = error.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if (os.path.basename(os.path.dirname(name)) == "torch"
+                and os.path.basename(name) in ("serialization.py", "_weights_only_unpickler.py")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _patched_load_to_cpu(original):
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         if not os.path.isfile(path):
             raise describe_load_error(path, FileNotFoundError(path))
         try:
             return original(path, arg_overrides=arg_overrides, load_on_all_ranks=load_on_all_ranks)
-        except (EOFError, RuntimeError, OSError, ValueError, ImportError, AttributeError) as error:
-            raise describe_load_error(path, error) from None
-        except Exception as error:  # pickle.UnpicklingError and zip errors
-            if type(error).__module__ in ("_pickle", "pickle", "zipfile"):
+        except Exception as error:
+            if isinstance(error, (EOFError, OSError)) or _raised_by_torch_load(error):
                 raise describe_load_error(path, error) from None
             raise
 

@@ -28,12 +28,17 @@ def _half_copy_then_interrupt(monkeypatch):
     monkeypatch.setattr(shutil, "_fastcopy_sendfile", half)
 
 
-def _average_last(save, n, out):
-    return subprocess.run([sys.executable, os.path.join(SCRIPTS, "average_checkpoints.py"), "--dir", str(save),
-                           "--last", str(n), "--output", str(out)], capture_output=True, text=True)
+def _average_last(save, n, out, capsys):
+    """scripts/average_checkpoints.py --last N, in-process: (exit status, stderr)."""
+    sys.path.insert(0, SCRIPTS)
+    import average_checkpoints
+
+    capsys.readouterr()
+    status = average_checkpoints.main(["--dir", str(save), "--last", str(n), "--output", str(out)])
+    return status, capsys.readouterr().err
 
 
-def test_interrupted_copy_keeps_the_previous_last_checkpoint(tiny_bin, tmp_path, monkeypatch):
+def test_interrupted_copy_keeps_the_previous_last_checkpoint(tiny_bin, tmp_path, monkeypatch, capsys):
     save = tmp_path / "ckpt"
     train_cmlm(tiny_bin, save, 2)
     last = save / "checkpoint_last.pt"
@@ -51,9 +56,9 @@ def test_interrupted_copy_keeps_the_previous_last_checkpoint(tiny_bin, tmp_path,
     # a plain resume works and goes on from the intact checkpoint_last.pt
     train_cmlm(tiny_bin, save, 8)
     assert num_updates(last) == 8
-    proc = _average_last(save, 3, tmp_path / "avg.pt")
-    assert proc.returncode == 0, proc.stderr
-    assert "checkpoint_3_8.pt checkpoint_2_4.pt checkpoint_1_2.pt" in proc.stderr.replace(str(save) + os.sep, "")
+    status, err = _average_last(save, 3, tmp_path / "avg.pt", capsys)
+    assert status == 0, err
+    assert "checkpoint_3_8.pt checkpoint_2_4.pt checkpoint_1_2.pt" in err.replace(str(save) + os.sep, "")
 
 
 _SIGKILL_CHILD = r"""
@@ -88,7 +93,7 @@ def test_sigkill_during_the_copy_leaves_the_old_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["checkpoint_1_4.pt", "checkpoint_last.pt"]
 
 
-def test_resume_and_averaging_skip_an_unreadable_checkpoint(tiny_bin, tmp_path, caplog):
+def test_resume_and_averaging_skip_an_unreadable_checkpoint(tiny_bin, tmp_path, caplog, capsys):
     """What an interrupted non-atomic copy (or a full disk) leaves: a truncated
     newest checkpoint.  Resume uses the newest readable one with one warning;
     averaging names the bad file and takes the next one."""
@@ -99,12 +104,12 @@ def test_resume_and_averaging_skip_an_unreadable_checkpoint(tiny_bin, tmp_path, 
     newest.write_bytes(data[: len(data) // 3])
     last.write_bytes(b"")  # 0 bytes, as fairseq's interrupted copy leaves it
 
-    proc = _average_last(save, 1, tmp_path / "avg.pt")
-    assert proc.returncode == 0, proc.stderr
-    skipped = [line for line in proc.stderr.splitlines() if "skipping" in line]
-    assert len(skipped) == 2 and any("checkpoint_2_4.pt" in line for line in skipped), proc.stderr
-    assert all(line.strip() for line in skipped) and "unreadable" in skipped[0]
-    assert "averaging 1 checkpoints: " + str(save / "checkpoint_1_2.pt") in proc.stderr
+    status, err = _average_last(save, 1, tmp_path / "avg.pt", capsys)
+    assert status == 0, err
+    skipped = [line for line in err.splitlines() if "skipping" in line]
+    assert len(skipped) == 2 and any("checkpoint_2_4.pt" in line for line in skipped), err
+    assert all("unreadable" in line for line in skipped)
+    assert "averaging 1 checkpoints: " + str(save / "checkpoint_1_2.pt") in err
 
     (save / ".checkpoint_last.pt.x1y2.tmp").write_bytes(b"half")  # what a SIGKILL during a save leaves
     caplog.set_level("WARNING")
