@@ -1,7 +1,6 @@
 """Case 6 of issue #17: a missing, truncated, empty, random or malicious
 checkpoint ends in one line and exit status 2; the safe loader stays on and
 its error never suggests turning it off."""
-import os
 import random
 import sys
 
