@@ -113,7 +113,8 @@ class NATGenerator:
             for c in order[i].tolist():
                 j = i * k * n + c
                 hypos.append(self._hypo(tokens[j], scores[j], out_lengths[j], score[i, c], steps[j],
-                                        [h[j] for h in history] if history is not None else None))
+                                        [(h[j], None if n is None else n[j]) for h, n in history]
+                                        if history is not None else None))
             results[row] = hypos
         return results
 
@@ -157,7 +158,7 @@ class NATGenerator:
     def _run(self, model, encoder_out, lengths, rng, controls=None):
         strategy = self.strategy
         state = strategy.initialize(model, encoder_out, lengths, generator=rng, **(controls or {}))
-        history = [state.tokens.clone()] if self.retain_history else None
+        history = [strategy.history_entry(model, state)] if self.retain_history else None
         num_steps = strategy.num_steps()
         steps = lengths.new_zeros(lengths.shape)
         active = torch.ones_like(lengths, dtype=torch.bool)
@@ -173,7 +174,7 @@ class NATGenerator:
             if early_stop and new.changed is not None:
                 active[idx[~new.changed]] = False
             if history is not None:
-                history.append(state.tokens.clone())
+                history.append(strategy.history_entry(model, state))
         tokens, scores, out_lengths, score = strategy.finalize(model, encoder_out, state)
         return tokens, scores, out_lengths, score, steps, history, state.extra.get("constraints_failed")
 
@@ -194,8 +195,8 @@ class NATGenerator:
         pos = torch.cat([scores[:length].float(), scores.new_zeros(1).float()])
         hist = None
         if history is not None:
-            hist = [{"tokens": torch.cat([h[:length], h.new_tensor([self.eos])]), "positional_scores": None,
-                     "score": None, "alignment": None} for h in history]
+            hist = [{"tokens": torch.cat([h[:length if n is None else int(n)], h.new_tensor([self.eos])]),
+                     "positional_scores": None, "score": None, "alignment": None} for h, n in history]
         return {
             "tokens": toks,
             "positional_scores": pos,

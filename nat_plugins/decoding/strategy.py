@@ -103,6 +103,11 @@ class DecodingStrategy:
         """One refinement step; returns a new :class:`CanvasState`."""
         raise NotImplementedError
 
+    def history_entry(self, model, state):
+        """What ``--retain-iter-history`` keeps of a step: (tokens [N, L], lengths [N]
+        or None).  By default the canvas, later cut at the final output length."""
+        return state.tokens.clone(), None
+
     def finalize(self, model, encoder_out, state):
         """Read out the result: (tokens [N, L'], scores [N, L'], lengths [N], score [N]).
 

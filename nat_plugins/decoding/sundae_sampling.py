@@ -100,6 +100,11 @@ class _SundaeBase(DecodingStrategy):
         changed = tokens.ne(state.tokens).any(1)
         return CanvasState(tokens, scores, state.lengths, changed, {"length_d": state.extra["length_d"], **extra})
 
+    def history_entry(self, model, state):
+        # Every step read out as the output is (the paper's Table 5 shows text, not canvases).
+        lengths, cleaned = model.read_out(state.tokens)
+        return cleaned, lengths
+
     def finalize(self, model, encoder_out, state):
         lengths, cleaned = model.read_out(state.tokens)
         pos_logp, score = model.model_score(cleaned, encoder_out, state.extra["length_d"])

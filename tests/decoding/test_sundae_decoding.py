@@ -194,6 +194,7 @@ def test_history_and_output_is_the_canvas_without_its_end_positions(model_dict):
         toks = h["tokens"].tolist()
         assert toks[-1] == d.eos() and d.eos() not in toks[:-1] and d.pad() not in toks
         assert len(h["history"]) == 4  # prior + 3 steps
+        assert torch.equal(h["history"][-1]["tokens"], h["tokens"])  # each step shown as read out
     # The final canvas of every candidate, read out by hand: its non-<eos> tokens in order.
     strategy = SundaeSample(options(iterations=3, temperature=2.0))
     enc, states = run_state(model, strategy, torch.tensor([12, 12, 12, 12]), seed=4)
@@ -203,6 +204,8 @@ def test_history_and_output_is_the_canvas_without_its_end_positions(model_dict):
     final = state.tokens
     tokens, _, lengths, _ = strategy.finalize(model, enc, state)
     assert lengths.tolist() == [12, 7, 12, 12]
+    shown, shown_lengths = strategy.history_entry(model, state)  # --retain-iter-history
+    assert torch.equal(shown, tokens) and torch.equal(shown_lengths, lengths)
     for row, toks, n in zip(final.tolist(), tokens.tolist(), lengths.tolist()):
         kept = [t for t in row if t not in (model.eos, model.pad)]
         assert toks[:n] == kept and all(t == model.eos for t in toks[n:len(row)])
