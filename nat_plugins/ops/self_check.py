@@ -112,13 +112,17 @@ def check_ops(device, impls: Optional[Dict[str, tuple]] = None) -> Dict[str, Opt
         or the exception the kernel raised).
     """
     impls = impls or _default_impls()
-    batch = self_check_batch(device)
     result = {}
-    for op in OPS:
-        cuda_fn, torch_fn = impls[op]
-        check: Callable = _CHECKS[op]
-        try:
-            result[op] = check(cuda_fn, torch_fn, batch)
-        except Exception as exc:  # a failing kernel is a reason to fall back, not a crash
-            result[op] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    # The first CUDA call may come from decoding (no_grad / inference_mode) or a training
+    # step under autocast: the check needs gradients and full precision whatever the caller's mode.
+    dev_type = torch.device(device).type
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(dev_type, enabled=False):
+        batch = self_check_batch(device)
+        for op in OPS:
+            cuda_fn, torch_fn = impls[op]
+            check: Callable = _CHECKS[op]
+            try:
+                result[op] = check(cuda_fn, torch_fn, batch)
+            except Exception as exc:  # a failing kernel is a reason to fall back, not a crash
+                result[op] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return result
