@@ -161,19 +161,22 @@ class NATTranslationTask(TranslationTask):
             raise NATUserError(f"{exc} (split {split!r} is missing from {self.cfg.data!r})") from exc
 
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
-        # fairseq-interactive builds one dataset per chunk of input lines; numbering
-        # them lets errors name the input line, not the index within the chunk.
         source = self.template_source()
         if source is not None and source.inline:
             if constraints is not None:
                 raise NATUserError("--decode-templates and --constraints cannot be combined")
             constraints = source.tag(len(src_lengths))  # line keys ride in the constraints field
         dataset = super().build_dataset_for_inference(src_tokens, src_lengths, constraints=constraints)
+        # fairseq-interactive builds one dataset per chunk of input lines; numbering
+        # them lets errors name the input line, not the index within the chunk.
         dataset.nat_first_line = self._inference_lines + 1
         self._inference_lines += len(src_lengths)
         return dataset
 
-    def get_batch_iterator(self, dataset, **kwargs):
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        import inspect
+
+        kwargs.update(zip(list(inspect.signature(super().get_batch_iterator).parameters)[1:], args))
         max_tokens = kwargs.get("max_tokens")
         if max_tokens and kwargs.get("ignore_invalid_inputs"):
             # fairseq skips only sentences beyond --max-positions and asserts on one beyond --max-tokens
