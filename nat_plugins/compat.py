@@ -38,7 +38,8 @@ import sys
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_SAFE_GLOBALS", "install", "load_checkpoint_file", "read_input_lines", "patch_interactive"]
+__all__ = ["CHECKPOINT_SAFE_GLOBALS", "install", "load_checkpoint_file", "read_input_lines", "patch_interactive",
+           "forget_idle_meters"]
 
 #: Everything a fairseq checkpoint written by ``fairseq-train`` (argparse or
 #: hydra front end) pickles besides tensors and builtins.  Kept minimal on

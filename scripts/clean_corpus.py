@@ -19,8 +19,10 @@ Lines are split on ``\n`` only (what ``wc -l`` counts), and any other
 character that Python's ``str.splitlines`` treats as a line break
 (``\r``, ``\x0b``, ``\x0c``, ``\x1c``-``\x1e``, ``\x85``, ``\u2028``,
 ``\u2029``, all found in web-crawled text) is replaced by a space in the
-output: the later steps read files with ``splitlines`` and would otherwise
-see one side of the corpus grow by a line and misalign every pair after it.
+output: tools that read files with ``splitlines`` or universal newlines
+would otherwise see one side of the corpus grow by a line and misalign every
+pair after it (this repository's own readers, ``scripts/text_files.py``,
+split at ``\n`` only).
 Bytes that are not UTF-8 become U+FFFD.
 
 The tokenization runs in ``--workers`` processes; the output is written
