@@ -4,9 +4,12 @@
 Reads, for each model, what ``examples/quickstart/run.sh`` left in
 ``RUN_DIR/<model>/``: ``score.json`` (from scripts/score.py),
 ``generate.out`` (fairseq-generate output with its timing line and
-hypotheses) and ``train.log`` (updates reached).  Prints the table and 3
-example translations, and writes the same as Markdown with the machine, date
-and command that produced it (benchmarks/quickstart.md).
+hypotheses), ``train.log`` (updates reached, validation losses) and
+``curve/<updates>.json`` (BLEU of the kept curve checkpoints).  Prints the table
+and 3 example translations, and writes the same as Markdown with the machine,
+date, mode and command that produced it, plus the learning curves as a PNG and a
+JSON file beside it (``quickstart.md`` -> ``quickstart_curves.png``,
+``quickstart_curves.json``).
 """
 import argparse
 import datetime
@@ -22,6 +25,7 @@ import score  # noqa: E402  (scripts/score.py)
 _SPEED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
 _UPDATES = re.compile(r"num_updates[ =](\d+)")
 _TRAIN_TIME = re.compile(r"done training in ([\d.]+) seconds")
+_VALID = re.compile(r"\| valid \|.*?\| loss ([\d.]+) .*?\| num_updates (\d+)")
 N_EXAMPLES = 3
 
 
@@ -50,12 +54,36 @@ def training_progress(train_text):
     return (max(updates) if updates else None), (float(seconds.group(1)) if seconds else None)
 
 
+def learning_curve(folder, train_text):
+    """``{"valid_loss": [(updates, bits)], "bleu": [(updates, tokenized BLEU)]}`` of one model's run."""
+    valid = {int(u): float(loss) for loss, u in _VALID.findall(train_text)}
+    bleu = {}
+    curve_dir = os.path.join(folder, "curve")
+    if os.path.isdir(curve_dir):
+        for name in os.listdir(curve_dir):
+            if re.fullmatch(r"\d+\.json", name):
+                bleu[int(name[:-5])] = json.loads(read_text(os.path.join(curve_dir, name)))["bleu_tok"]
+    return {"valid_loss": sorted(valid.items()), "bleu": sorted(bleu.items())}
+
+
+def still_improving(curve):
+    """'yes' if the last validation loss fell by >= 2% over the last quarter of the run, else 'no'."""
+    points = curve["valid_loss"]
+    if len(points) < 2:
+        return "-"
+    last_u, last = points[-1]
+    earlier = [loss for u, loss in points if u <= last_u * 0.75] or [points[0][1]]
+    return "yes" if last <= earlier[-1] * 0.98 else "no"
+
+
 def collect(run_dir, name):
     folder = os.path.join(run_dir, name)
     result = json.loads(read_text(os.path.join(folder, "score.json")))
     generate_text = read_text(os.path.join(folder, "generate.out"))
     result["speed"] = decoding_speed(generate_text)
-    result["updates"], result["train_seconds"] = training_progress(read_text(os.path.join(folder, "train.log")))
+    train_text = read_text(os.path.join(folder, "train.log"))
+    result["updates"], result["train_seconds"] = training_progress(train_text)
+    result["curve"] = learning_curve(folder, train_text)
     _, hyps, _ = score.parse_generate_lines(generate_text.splitlines())
     result["hypotheses"] = score.moses_detokenize(hyps, "de")
     return result
@@ -87,18 +115,46 @@ def _fmt(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table_lines(models, results, budget):
+def table_lines(models, results):
     lines = [
-        "| Model | Train | Updates | BLEU (tok) | sacreBLEU | chrF | Decoding (sent/s) |",
-        "|---|---|---|---|---|---|---|",
+        "| Model | Updates | Train (min) | BLEU (tok) | sacreBLEU | chrF | Decoding (sent/s) | Still improving? |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, desc in models:
         r = results[name]
+        minutes = None if r["train_seconds"] is None else r["train_seconds"] / 60
         lines.append(
-            f"| {name}: {desc} | {budget} min | {r['updates'] if r['updates'] is not None else '-'} | "
-            f"{_fmt(r['bleu_tok'])} | {_fmt(r['sacrebleu'])} | {_fmt(r['chrf'])} | {_fmt(r['speed'], 1)} |"
+            f"| {name}: {desc} | {r['updates'] if r['updates'] is not None else '-'} | {_fmt(minutes, 1)} | "
+            f"{_fmt(r['bleu_tok'])} | {_fmt(r['sacrebleu'])} | {_fmt(r['chrf'])} | {_fmt(r['speed'], 1)} | "
+            f"{still_improving(r['curve'])} |"
         )
     return lines
+
+
+def write_curves(stem, models, results):
+    """``<stem>_curves.json`` and ``<stem>_curves.png``: validation loss and BLEU against updates."""
+    data = {name: results[name]["curve"] for name, _ in models}
+    with open(stem + "_curves.json", "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, curve in data.items():
+        if curve["valid_loss"]:
+            left.plot(*zip(*curve["valid_loss"]), marker="o", ms=3, label=name)
+        if curve["bleu"]:
+            right.plot(*zip(*curve["bleu"]), marker="o", label=name)
+    left.set(title="validation loss (bits)", xlabel="updates")
+    right.set(title="test BLEU (tok) of curve checkpoints", xlabel="updates")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(stem + "_curves.png", dpi=100)
+    plt.close(fig)
 
 
 def example_lines(models, results, sources, references):
@@ -116,7 +172,7 @@ def build_report(args, models):
     sources = read_text(os.path.join(args.raw_dir, "test.en")).splitlines()
     references = read_text(os.path.join(args.raw_dir, "test.de")).splitlines()
     first = results[models[0][0]]
-    table = table_lines(models, results, args.budget)
+    table = table_lines(models, results)
     examples = example_lines(models, results, sources, references)
     notes = [
         f"Test split: {first['sentences']} sentences of the Ding-dictionary corpus "
@@ -126,7 +182,9 @@ def build_report(args, models):
         "Scores are of the average of the last checkpoints; decoding speed is fairseq-generate's own "
         "sentences/s on the whole test split (batch 128).",
     ]
-    return table, examples, notes
+    notes.append("Still improving? = the last validation loss is >= 2% below the loss at three quarters of "
+                 "the run. Long-run curves on the same corpus: benchmarks/learning_curves.md (when recorded).")
+    return table, examples, notes, results
 
 
 def write_markdown(path, args, table, examples, notes):
@@ -137,10 +195,13 @@ def write_markdown(path, args, table, examples, notes):
         f"- Command: `{args.command}`",
         f"- Date: {now}",
         f"- Machine: {machine_description()}",
+        f"- Mode: {args.mode} (update budgets; see examples/quickstart/models.sh)",
         "",
         *table,
         "",
         *[f"- {note}" for note in notes],
+        "",
+        f"![learning curves]({os.path.splitext(os.path.basename(path))[0]}_curves.png)",
         "",
         "## Example translations",
         "",
@@ -169,7 +230,7 @@ def parse_args(argv=None):
     parser.add_argument("--run-dir", default="runs/quickstart", help="folder with one subfolder per model")
     parser.add_argument("--raw-dir", default="data/quickstart/raw", help="raw corpus (test.en / test.de)")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME[=DESCRIPTION]")
-    parser.add_argument("--budget", default="?", help="training minutes per model")
+    parser.add_argument("--mode", default="cpu", choices=("cpu", "gpu"), help="which mode of run.sh trained them")
     parser.add_argument("--command", default="make quickstart", help="command line to record")
     parser.add_argument("--note", help="extra line for the Markdown report (e.g. machine load)")
     parser.add_argument("--output", help="Markdown file to write (e.g. benchmarks/quickstart.md)")
@@ -180,13 +241,14 @@ def main(argv=None):
     args = parse_args(argv)
     models = parse_models(args.models)
     try:
-        table, examples, notes = build_report(args, models)
+        table, examples, notes, results = build_report(args, models)
     except (ReportError, score.ScoreError) as error:
         print(f"quickstart_report.py: error: {error}", file=sys.stderr)
         return 2
     print("\n".join(table + [""] + examples))
     if args.output:
         write_markdown(args.output, args, table, examples, notes)
+        write_curves(os.path.splitext(args.output)[0], models, results)
         print(f"\n(written to {args.output})")
     return 0
 

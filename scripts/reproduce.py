@@ -124,6 +124,11 @@ def checkpoints(exp):
         match = re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", name)
         if match and int(match.group(1)) <= exp["updates"]:
             found.append((int(match.group(1)), os.path.join(folder, name)))
+    # fairseq writes no interval checkpoint at an update that ends an epoch: the last one stands in
+    last = os.path.join(folder, "checkpoint_last.pt")
+    reached = trained_updates(os.path.join(folder, "train.log"))
+    if os.path.exists(last) and reached == exp["updates"] and reached not in {u for u, _ in found}:
+        found.append((reached, last))
     return sorted(found)
 
 

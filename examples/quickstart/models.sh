@@ -5,7 +5,10 @@
 #   MODEL_<name>_REQUIRES  a file that exists once the model has landed
 #                          ("" for stock fairseq); models not landed are skipped
 #   MODEL_<name>_TRAIN     fairseq-train flags: task, architecture, criterion
-#                          (data, save dir, time budget and logging are added by run.sh)
+#                          (data, save dir, update budget and logging are added by run.sh)
+#   MODEL_<name>_UPDATES   training updates on CPU (the budget; see "Budgets" below)
+#   MODEL_<name>_GPU       fairseq-train flags that replace MODEL_<name>_TRAIN on a GPU
+#   MODEL_<name>_UPDATES_GPU  training updates on a GPU
 #   MODEL_<name>_GEN       fairseq-generate flags: task and decoding
 #   MODEL_<name>_DESC      one line for the results table
 # and, for a NAT model, its name to NAT_MODELS.
@@ -15,6 +18,19 @@
 # BLEU 0 after the same few minutes on 2 cores.
 
 NAT_MODELS=(cmlm sundae dat diffglat)
+
+# Budgets are update counts, so a run gives the same models on any machine, busy or not (the wall
+# clock is only a safety cap, MAX_MINUTES in run.sh).  CPU defaults come from the committed record of
+# 2026-12-02 (benchmarks/quickstart.md, quiet 2-core AMD EPYC, 2 threads, max-tokens 4096): AR 356
+# updates and CMLM 501 in 7 minutes each, i.e. ~1.2 s and ~0.85 s per update.  AR 450 + CMLM 550
+# updates are ~9 + ~8 minutes, plus ~3 minutes of data preparation and decoding: the default run
+# (AR + flagship) stays within 20 minutes.  SUNDAE (two passes per update), DAT and DiffGLAT (two
+# passes over 4x the target length) cost ~1.7x, ~3x (benchmarks/training_speed.md) and ~3.5x a CMLM
+# update; their budgets below keep each under ~10 minutes.
+#
+# GPU mode (run.sh, DEVICE=auto finds CUDA): the papers' base sizes (6+6x512, the DAG models at their
+# papers' lambda = 8), mixed precision, 8192 tokens per batch and lr 5e-4 with 1000 warm-up updates;
+# 3000 updates each, a few minutes per model on a recent GPU.  Not yet timed on a GPU.
 FLAGSHIP=cmlm    # the NAT model run by default next to the AR baseline
 
 # Shared by every model, so the comparison varies only the model.
@@ -39,6 +55,9 @@ MODEL_ar_TRAIN=(
   --encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1
 )
+MODEL_ar_UPDATES=450
+MODEL_ar_GPU=(--task translation --arch transformer --share-all-embeddings
+  --criterion label_smoothed_cross_entropy --label-smoothing 0.1)
 # max-len bounds keep a barely trained model from decoding runaway outputs
 MODEL_ar_GEN=(--task translation --beam 4 --max-len-a 1.2 --max-len-b 10)
 
@@ -46,12 +65,16 @@ MODEL_cmlm_REQUIRES="nat_plugins/models/cmlm.py"
 MODEL_cmlm_DESC="CMLM 2+2x128, 10 iterations, 3 length candidates"
 MODEL_cmlm_TRAIN=(--user-dir nat_plugins --task nat_translation --arch cmlm_small --criterion cmlm_loss)
 MODEL_cmlm_GEN=(--task nat_translation --decode-iterations 10 --length-beam 3)
+MODEL_cmlm_UPDATES=550
+MODEL_cmlm_GPU=(--user-dir nat_plugins --task nat_translation --arch cmlm_base --criterion cmlm_loss)
 
 MODEL_sundae_REQUIRES="nat_plugins/models/sundae.py"
 # 2 samples x 1 length: SUNDAE decodes every candidate T times, so n = 16 (the paper) is ~8x slower on CPU
 MODEL_sundae_DESC="SUNDAE 2+2x128, L(1:2), 8 steps tau=0.5, 2 samples reranked by model score"
 MODEL_sundae_TRAIN=(--user-dir nat_plugins --task nat_translation --arch sundae_small --criterion sundae_loss)
 MODEL_sundae_GEN=(--task nat_translation --decode-iterations 8 --decode-temperature 0.5 --decode-samples 2 --decode-seed 1)
+MODEL_sundae_UPDATES=350
+MODEL_sundae_GPU=(--user-dir nat_plugins --task nat_translation --arch sundae_base --criterion sundae_loss)
 
 MODEL_dat_REQUIRES="nat_plugins/models/dat.py"
 MODEL_dat_DESC="DA-Transformer 2+2x128, lambda=4, glancing 0.5, lookahead"
@@ -59,6 +82,9 @@ MODEL_dat_DESC="DA-Transformer 2+2x128, lambda=4, glancing 0.5, lookahead"
 MODEL_dat_TRAIN=(--user-dir nat_plugins --task nat_translation --arch dat_small --criterion dag_loss
   --upsample-scale 4 --glance-p 0.5:0.1@200k)
 MODEL_dat_GEN=(--task nat_translation --decoding-strategy dag_lookahead --decode-beta 1.0)
+MODEL_dat_UPDATES=200
+MODEL_dat_GPU=(--user-dir nat_plugins --task nat_translation --arch dat_base --criterion dag_loss
+  --upsample-scale 8 --glance-p 0.5:0.1@200k)
 
 MODEL_diffglat_REQUIRES="nat_plugins/models/diffglat.py"
 MODEL_diffglat_DESC="DiffGLAT 2+2x128, lambda=4, 1 layer/transition, 3 iterations, modality diffusion, joint-Viterbi"
@@ -76,3 +102,16 @@ MODEL_diffglat_TRAIN=(--user-dir nat_plugins --task nat_translation --arch diffg
   --diffusion-warmup-updates 1000)
 MODEL_diffglat_GEN=(--task nat_translation --decoding-strategy dag_joint_viterbi --decode-iterations 3
   --decode-viterbi-beta 1.0)
+MODEL_diffglat_UPDATES=150
+MODEL_diffglat_GPU=(--user-dir nat_plugins --task nat_translation --arch diffglat_base --criterion diffglat_loss
+  --upsample-scale 8 --diffusion-iterations 3 --glance-alpha 0.5:0.1@200k --diffusion-process modality
+  --diffusion-warmup-updates 1000)
+
+# Shared GPU settings (replace the CPU-sized optimiser settings of COMMON_TRAIN).
+COMMON_TRAIN_GPU=(
+  --optimizer adam --adam-betas "(0.9,0.98)" --clip-norm 0.0
+  --lr 5e-4 --lr-scheduler inverse_sqrt --warmup-updates 1000 --warmup-init-lr 1e-7
+  --dropout 0.1 --weight-decay 0.0 --max-tokens 8192 --fp16
+  --max-source-positions 256 --max-target-positions 256
+)
+UPDATES_GPU=3000

@@ -1,44 +1,60 @@
 #!/usr/bin/env bash
 # Quickstart: train the AR baseline and NAT models on an offline En->De corpus
-# for a few minutes each on CPU, and print one comparison table.
+# for a fixed number of updates each, and print one comparison table.
 #
 #   bash examples/quickstart/run.sh              # via `make quickstart`
-#   BUDGET=10 MODELS=all bash examples/quickstart/run.sh
+#   MODELS=all UPDATES=1000 bash examples/quickstart/run.sh
+#   REPORT=benchmarks/quickstart.md make quickstart   # the committed record
 #
 # Stages: build corpus -> prepare data (Moses + joint BPE + binarize) -> for
-# each model: train BUDGET minutes -> average the last AVG_LAST checkpoints ->
+# each model: train its update budget -> average the last AVG_LAST checkpoints ->
 # generate the test split -> score; then a table of BLEU / chrF / decoding
-# speed with 3 example translations, also written to $REPORT.
+# speed with 3 example translations and learning curves (validation loss at
+# every checkpoint, BLEU at the curve checkpoints), written to $REPORT with a PNG.
 # Every stage's outputs are kept; re-running skips finished work (the corpus,
-# each prepare step, and a model trained with the same command).
+# each prepare step, a model trained with the same command, a scored checkpoint).
+#
+# Budgets are updates (examples/quickstart/models.sh: MODEL_<name>_UPDATES), so the
+# result is the same on a busy or a quiet machine; MAX_MINUTES only caps the wall clock.
+# DEVICE=auto uses a GPU when torch sees one (GPU mode: base-size models, fp16,
+# MODEL_<name>_GPU flags and UPDATES_GPU updates); the report says which mode ran.
 #
 # Environment (defaults in brackets):
 #   PY          python of the project's venv [.venv/bin/python]
-#   BUDGET      training minutes per model [5]
 #   MODELS      "default" (AR + flagship NAT), "all", or a list like "ar,cmlm" [default]
+#   UPDATES     one update budget for every model [each model's own, models.sh]
+#   MAX_MINUTES wall-clock safety cap per model (fairseq --stop-time-hours) [30]
+#   DEVICE      auto | cpu | gpu [auto]
+#   CURVE_EVERY updates between the checkpoints decoded for the BLEU curve [half the budget]
 #   AVG_LAST    checkpoints averaged per model [3]
-#   SAVE_EVERY  updates between checkpoints [50]
+#   SAVE_EVERY  updates between checkpoints (and validations) [50; GPU: 250]
 #   SEED        training seed [1]
 #   BPE_MERGES  joint BPE merges [8000]
+#   PLAN_ONLY   1: print the mode and each model's training command, then stop
 #   NOTE        a remark recorded in the report (e.g. "machine shared with other jobs")
-#   DATA_RAW DATA_WORK DATA_BIN RUN_DIR REPORT   where things go
+#   DATA_RAW DATA_WORK DATA_BIN RUN_DIR   where things go
+#   REPORT      the Markdown report [$RUN_DIR/quickstart.md]; the PNG and JSON go beside it
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
 PY=${PY:-.venv/bin/python}
-BUDGET=${BUDGET:-5}
 MODELS=${MODELS:-default}
+UPDATES=${UPDATES:-}
+MAX_MINUTES=${MAX_MINUTES:-30}
+DEVICE=${DEVICE:-auto}
+CURVE_EVERY=${CURVE_EVERY:-}
 AVG_LAST=${AVG_LAST:-3}
-SAVE_EVERY=${SAVE_EVERY:-50}
+SAVE_EVERY=${SAVE_EVERY:-}
+PLAN_ONLY=${PLAN_ONLY:-}
 SEED=${SEED:-1}
 BPE_MERGES=${BPE_MERGES:-8000}
 DATA_RAW=${DATA_RAW:-data/quickstart/raw}
 DATA_WORK=${DATA_WORK:-data/quickstart}
 DATA_BIN=${DATA_BIN:-data-bin/quickstart}
 RUN_DIR=${RUN_DIR:-runs/quickstart}
-REPORT=${REPORT:-benchmarks/quickstart.md}
+REPORT=${REPORT:-$RUN_DIR/quickstart.md}
 
 # shellcheck source=examples/quickstart/models.sh
 source "$ROOT/examples/quickstart/models.sh"
@@ -50,7 +66,29 @@ die() { printf '[quickstart] error: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$PY" ] || command -v "$PY" >/dev/null || die "python '$PY' not found: run 'make setup' or set PY"
 "$PY" -c 'import fairseq' 2>/dev/null || die "fairseq is not importable by $PY: run 'make setup'"
-[[ $BUDGET =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BUDGET must be a number of minutes, got '$BUDGET'"
+[ -z "${BUDGET:-}" ] || die "BUDGET (minutes) is gone: budgets are updates now (UPDATES=N, or each model's in models.sh)"
+[ -z "$UPDATES" ] || [[ $UPDATES =~ ^[1-9][0-9]*$ ]] || die "UPDATES must be a positive number of updates, got '$UPDATES'"
+[[ $MAX_MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || die "MAX_MINUTES must be a number of minutes, got '$MAX_MINUTES'"
+[ -z "$CURVE_EVERY" ] || [[ $CURVE_EVERY =~ ^[1-9][0-9]*$ ]] || die "CURVE_EVERY must be a positive number, got '$CURVE_EVERY'"
+
+# MODE (cpu | gpu) from DEVICE; in GPU mode the models' _GPU flags and budgets apply.
+case "$DEVICE" in
+  cpu) MODE=cpu ;;
+  gpu) MODE=gpu ;;
+  auto) if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+          MODE=gpu; else MODE=cpu; fi ;;
+  *) die "DEVICE must be auto, cpu or gpu, got '$DEVICE'" ;;
+esac
+SAVE_EVERY=${SAVE_EVERY:-$([ "$MODE" = gpu ] && echo 250 || echo 50)}
+[[ $SAVE_EVERY =~ ^[1-9][0-9]*$ ]] || die "SAVE_EVERY must be a positive number, got '$SAVE_EVERY'"
+
+# The update budget of model $1 in this mode.
+model_updates() {
+  local var="MODEL_${1}_UPDATES"
+  if [ -n "$UPDATES" ]; then echo "$UPDATES"
+  elif [ "$MODE" = gpu ]; then echo "$UPDATES_GPU"
+  else echo "${!var}"; fi
+}
 
 select_models() {
   local requested=() name train requires
@@ -91,26 +129,66 @@ prepare_data() {
 }
 
 train_model() {
-  local name=$1 dir=$RUN_DIR/$1 hours command_file
-  local -n train_flags="MODEL_${name}_TRAIN"
-  hours=$(awk -v m="$BUDGET" 'BEGIN { printf "%.6f", m / 60 }')
-  local command=("$PY" -m fairseq_cli.train "$DATA_BIN" "${train_flags[@]}" "${COMMON_TRAIN[@]}"
-    --save-dir "$dir/checkpoints" --stop-time-hours "$hours"
-    --save-interval-updates "$SAVE_EVERY" --keep-interval-updates "$AVG_LAST" --no-epoch-checkpoints
+  local name=$1 dir=$RUN_DIR/$1 command_file updates curve
+  local train_var="MODEL_${name}_TRAIN" common_var=COMMON_TRAIN device_flags=(--cpu)
+  if [ "$MODE" = gpu ]; then
+    train_var="MODEL_${name}_GPU" common_var=COMMON_TRAIN_GPU device_flags=()
+  fi
+  local -n train_flags=$train_var
+  local -n common_flags=$common_var
+  updates=$(model_updates "$name")
+  curve=${CURVE_EVERY:-$(( (updates + 1) / 2 ))}
+  local hours
+  hours=$(awk -v m="$MAX_MINUTES" 'BEGIN { printf "%.6f", m / 60 }')
+  # Interval checkpoints: the last AVG_LAST are kept for averaging, and every multiple of the curve
+  # interval for the BLEU curve (--keep-interval-updates-pattern).
+  local command=("$PY" -m fairseq_cli.train "$DATA_BIN" "${train_flags[@]}" "${common_flags[@]}" "${device_flags[@]}"
+    --save-dir "$dir/checkpoints" --max-update "$updates" --stop-time-hours "$hours"
+    --save-interval-updates "$SAVE_EVERY" --keep-interval-updates "$AVG_LAST"
+    --keep-interval-updates-pattern "$curve" --no-epoch-checkpoints
+    --validate-interval 1000 --validate-interval-updates "$SAVE_EVERY"
     --seed "$SEED" --num-workers 0 --log-format simple --log-interval 25)
+  if [ -n "$PLAN_ONLY" ]; then
+    printf '%s: %s updates: %s\n' "$name" "$updates" "${command[*]}"
+    return
+  fi
   command_file=$dir/train.command
   if [ -e "$dir/train.done" ] && [ "$(cat "$command_file" 2>/dev/null)" = "${command[*]}" ]; then
     log "$name: already trained with the same command, kept ($dir)"
     return
   fi
-  # --stop-time-hours counts the time stored in a checkpoint, so resuming an
-  # old run would stop at once: always start fresh.
-  rm -rf "$dir"
+  if [ "$(cat "$command_file" 2>/dev/null)" != "${command[*]}" ]; then
+    rm -rf "$dir"  # another command: start afresh (the same command resumes from its checkpoints)
+  fi
   mkdir -p "$dir"
   printf '%s' "${command[*]}" >"$command_file"
-  log "$name: training for $BUDGET min (log: $dir/train.log)"
-  "${command[@]}" 2>&1 | tee "$dir/train.log" | show_progress
+  log "$name: training $updates updates ($MODE; log: $dir/train.log)"
+  "${command[@]}" 2>&1 | tee -a "$dir/train.log" | "$PY" scripts/train_progress.py --name "$name" --total "$updates"
   touch "$dir/train.done"
+}
+
+# BLEU of each kept curve checkpoint (not averaged): the learning curve's points.
+curve_model() {
+  local name=$1 dir=$RUN_DIR/$1 ckpt step
+  local -n gen_flags="MODEL_${name}_GEN"
+  mkdir -p "$dir/curve"
+  # checkpoint_last.pt is the final point: fairseq writes no interval checkpoint at an update that
+  # ends an epoch (it writes the epoch checkpoint, which --no-epoch-checkpoints suppresses)
+  local final
+  final=$(grep -o 'num_updates[ =][0-9]*' "$dir/train.log" | tail -1 | grep -o '[0-9]*$' || true)
+  for ckpt in "$dir"/checkpoints/checkpoint_*_*.pt "$dir/checkpoints/checkpoint_last.pt"; do
+    [ -e "$ckpt" ] || continue
+    step=${ckpt##*_}; step=${step%.pt}
+    [ "$step" = last ] && step=$final
+    [ -n "$step" ] || continue
+    [ -s "$dir/curve/$step.json" ] && continue
+    "$PY" -m fairseq_cli.generate "$DATA_BIN" --path "$ckpt" --gen-subset test \
+      "${COMMON_GEN[@]}" "${gen_flags[@]}" ${CPU_GEN:+--cpu} >"$dir/curve/$step.out" 2>&1 ||
+      { tail -n 20 "$dir/curve/$step.out" >&2; die "$name: fairseq-generate failed on $ckpt"; }
+    "$PY" scripts/score.py "$dir/curve/$step.out" --raw-ref "$DATA_RAW/test.de" --lang de --json \
+      >"$dir/curve/$step.json.part" && mv "$dir/curve/$step.json.part" "$dir/curve/$step.json"
+    log "$name: BLEU at $step updates: $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["bleu_tok"])' "$dir/curve/$step.json")"
+  done
 }
 
 average_model() {
@@ -125,7 +203,7 @@ generate_model() {
   local -n gen_flags="MODEL_${name}_GEN"
   log "$name: translating the test split"
   "$PY" -m fairseq_cli.generate "$DATA_BIN" --path "$dir/averaged.pt" --gen-subset test \
-    "${COMMON_GEN[@]}" "${gen_flags[@]}" >"$dir/generate.out" 2>&1 ||
+    "${COMMON_GEN[@]}" "${gen_flags[@]}" ${CPU_GEN:+--cpu} >"$dir/generate.out" 2>&1 ||
     { tail -n 20 "$dir/generate.out" >&2; die "$name: fairseq-generate failed (log: $dir/generate.out)"; }
   grep -h "Translated" "$dir/generate.out" | sed 's/^.*| INFO | [^|]*| /  /' || true
 }
@@ -138,8 +216,14 @@ score_model() {
 
 main() {
   select_models
-  local start=$SECONDS name descriptions=()
-  log "models: ${SELECTED[*]}; budget $BUDGET min each (about $((${BUDGET%.*} * ${#SELECTED[@]} + 3)) min in all)"
+  [ "$MODE" = cpu ] && CPU_GEN=1 || CPU_GEN=
+  local start=$SECONDS name descriptions=() plan=()
+  for name in "${SELECTED[@]}"; do plan+=("$name $(model_updates "$name")"); done
+  log "mode: $MODE; models and update budgets: ${plan[*]}"
+  if [ -n "$PLAN_ONLY" ]; then
+    for name in "${SELECTED[@]}"; do train_model "$name"; done
+    return
+  fi
   build_corpus
   prepare_data
   for name in "${SELECTED[@]}"; do
@@ -147,12 +231,13 @@ main() {
     average_model "$name"
     generate_model "$name"
     score_model "$name"
+    curve_model "$name"
     local desc="MODEL_${name}_DESC"
     descriptions+=("$name=${!desc}")
   done
   log "results (wall time $(((SECONDS - start) / 60)) min)"
   "$PY" scripts/quickstart_report.py --run-dir "$RUN_DIR" --raw-dir "$DATA_RAW" --output "$REPORT" \
-    --budget "$BUDGET" --command "BUDGET=$BUDGET MODELS=$MODELS bash examples/quickstart/run.sh" \
+    --mode "$MODE" --command "MODELS=$MODELS${UPDATES:+ UPDATES=$UPDATES} DEVICE=$DEVICE bash examples/quickstart/run.sh" \
     ${NOTE:+--note "$NOTE"} --models "${descriptions[@]}"
 }
 
