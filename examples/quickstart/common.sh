@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers shared by the shell pipelines that train the models of models.sh
-# (examples/quickstart/run.sh, scripts/synthetic_benchmark.sh). Sourced.
+# (examples/quickstart/run.sh). Sourced.
 
 # True when model $1 has landed: its MODEL_<name>_REQUIRES is empty (stock
 # fairseq) or names a file that exists.
