@@ -55,23 +55,27 @@ class CMLMLoss(FairseqCriterion):
         word_loss = tok_loss.sum() / n_masked
         length_loss = length_nll / nsentences
         loss = word_loss + model.length_loss_factor * length_loss
-        logging_output = {
-            "loss": loss.detach(),
-            "nll_loss": (tok_nll.sum() / n_masked).detach(),
-            "word_ins_loss": word_loss.detach(),
-            "length_loss": length_loss.detach(),
-            "ntokens": int(real.sum()),
-            "nsentences": nsentences,
-            "sample_size": 1,
-        }
-        return loss, 1, logging_output
+        return loss, 1, self.logging_output(loss, tok_nll.sum() / n_masked, word_loss, length_loss, real)
 
     @staticmethod
-    def reduce_metrics(logging_outputs):
+    def logging_output(loss, nll_loss, word_loss, length_loss, real, **extra):
+        """The logged parts (``sample_size`` 1: every loss is already a mean); ``real [B, L]`` real tokens."""
+        out = {"loss": loss.detach(), "nll_loss": nll_loss.detach(), "word_ins_loss": word_loss.detach(),
+               "length_loss": length_loss.detach(), "ntokens": int(real.sum()), "nsentences": real.size(0),
+               "sample_size": 1}
+        out.update({key: value.detach() for key, value in extra.items()})
+        return out
+
+    #: logged in bits; a key no batch logged (e.g. PML's middle loss at --pml-layer 0) is left out
+    LOGGED = ("loss", "nll_loss", "word_ins_loss", "length_loss", "middle_loss", "middle_nll_loss")
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs):
         sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        for key in ("loss", "nll_loss", "word_ins_loss", "length_loss"):
-            value = sum(float(log.get(key, 0)) for log in logging_outputs)
-            metrics.log_scalar(key, value / sample_size / math.log(2), sample_size, round=3)
+        for key in cls.LOGGED:
+            if any(key in log for log in logging_outputs):
+                value = sum(float(log.get(key, 0)) for log in logging_outputs)
+                metrics.log_scalar(key, value / sample_size / math.log(2), sample_size, round=3)
         metrics.log_derived("ppl", lambda meters: 2 ** meters["nll_loss"].avg if meters["nll_loss"].avg < 100 else float("inf"))
 
     @staticmethod

@@ -34,17 +34,16 @@ Readings of the paper (it gives no more detail):
   looked up by fairseq's sample ``id``; training batches read ``train.merged``,
   validation batches (model in eval mode) ``valid.merged``.
 """
-import math
 import os
 from dataclasses import dataclass, field
 
 import torch
-from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
 from ..errors import NATUserError
 from ..modules.losses import label_smoothed_nll
+from .cmlm_loss import CMLMLoss
 
 __all__ = ["PMLLoss", "load_merged_targets"]
 
@@ -126,8 +125,8 @@ class PMLLoss(FairseqCriterion):
             logits = decoder.output_layer(decoder.finalize(x)[real])
             loss_m, nll_m = label_smoothed_nll(logits, merged[real], self.eps)
             middle_loss = loss_m.sum() / n_tokens
-            log["middle_loss"] = middle_loss.detach()
-            log["middle_nll_loss"] = (nll_m.sum() / n_tokens).detach()
+            log["middle_loss"] = middle_loss
+            log["middle_nll_loss"] = nll_m.sum() / n_tokens
             x = decoder.run_layers(x, encoder_out, padding_mask, start=self.pml_layer)
         else:
             x = decoder.run_layers(x, encoder_out, padding_mask)
@@ -136,24 +135,9 @@ class PMLLoss(FairseqCriterion):
         word_loss = tok_loss.sum() / n_tokens
         length_loss = length_nll / nsentences
         loss = word_loss + middle_loss + model.length_loss_factor * length_loss
-        log.update({
-            "loss": loss.detach(),
-            "nll_loss": (tok_nll.sum() / n_tokens).detach(),
-            "word_ins_loss": word_loss.detach(),
-            "length_loss": length_loss.detach(),
-            "ntokens": int(real.sum()),
-            "nsentences": nsentences,
-            "sample_size": 1,
-        })
-        return loss, 1, log
+        return loss, 1, CMLMLoss.logging_output(loss, tok_nll.sum() / n_tokens, word_loss, length_loss, real, **log)
 
-    @staticmethod
-    def reduce_metrics(logging_outputs):
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        for key in ("loss", "nll_loss", "word_ins_loss", "length_loss", "middle_loss", "middle_nll_loss"):
-            if any(key in log for log in logging_outputs):
-                value = sum(float(log.get(key, 0)) for log in logging_outputs)
-                metrics.log_scalar(key, value / sample_size / math.log(2), sample_size, round=3)
+    reduce_metrics = CMLMLoss.reduce_metrics
 
     @staticmethod
     def logging_outputs_can_be_summed():
