@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, hypotheses
-from reliability_helpers import SCRIPTS, USER_DIR, assert_one_line_error, run_cli
+from reliability_helpers import ROOT, SCRIPTS, USER_DIR, assert_one_line_error, hypotheses, run_cli
 
 
 def interactive_argv(data, path, *extra):

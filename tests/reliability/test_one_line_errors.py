@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import hypotheses, run_generate, run_train, train_args
-from reliability_helpers import SCRIPTS, USER_DIR, assert_one_line_error, run_cli
+from reliability_helpers import (SCRIPTS, USER_DIR, assert_one_line_error, hypotheses, run_cli, run_generate,
+                                 run_train, train_args)
 
 sys.path.insert(0, SCRIPTS)
 

@@ -7,8 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import run_generate
-from reliability_helpers import SCRIPTS, USER_DIR, assert_one_line_error, run_cli
+from reliability_helpers import SCRIPTS, USER_DIR, assert_one_line_error, run_cli, run_generate
 
 
 class _Payload:
