@@ -65,22 +65,33 @@ def masked_predictions(model, tokens, encoder_out, masked):
 class MaskPredict(DecodingStrategy):
     name = "mask_predict"
     families = ("cmlm",)
+    #: takes ``--decode-templates`` (decoding/templates.py): fixed tokens are never masked
+    accepts_templates = True
 
-    def initialize(self, model, encoder_out, lengths, generator=None):
+    def initialize(self, model, encoder_out, lengths, generator=None, template=None):
         tokens = model.initial_canvas(lengths)
+        extra = {"prediction": tokens.clone()}
+        if template is not None:
+            # Infilling: fixed tokens stand unmasked from the start and count as log-prob 0 in the score.
+            tokens, extra["fixed"], _ = template.apply(tokens)
         scores = tokens.new_zeros(tokens.shape, dtype=torch.float)
-        return CanvasState(tokens, scores, lengths, extra={"prediction": tokens.clone()})
+        return CanvasState(tokens, scores, lengths, extra=extra)
 
     def step(self, model, encoder_out, state, step, num_steps, generator=None):
         masked = state.tokens.eq(model.mask_idx)
+        if "fixed" in state.extra:  # a fixed <unk> (the mask symbol) is a template token, not a mask
+            masked &= ~state.extra["fixed"]
         new_scores, new_tokens = masked_predictions(model, state.tokens, encoder_out, masked)
         tokens = state.tokens.masked_scatter(masked, new_tokens)
         scores = state.scores.masked_scatter(masked, new_scores)
         changed = tokens.ne(state.extra["prediction"]).any(1)
         prediction = tokens.clone()
         if step + 1 < num_steps:
-            num_mask = (state.lengths.float() * (num_steps - step - 1) / num_steps).long()
-            remask = remask_lowest(scores, state.lengths, num_mask)
+            fixed = state.extra.get("fixed")
+            free = state.lengths if fixed is None else state.lengths - fixed.sum(1)
+            num_mask = (free.float() * (num_steps - step - 1) / num_steps).long()
+            rank = scores if fixed is None else scores.masked_fill(fixed, float("inf"))  # never re-masked
+            remask = remask_lowest(rank, state.lengths, num_mask)
             if self.options.early_stop:
                 # A converged row is about to be frozen by the generator: keep
                 # its full prediction instead of a half-masked canvas.

@@ -49,6 +49,7 @@ the same bits as the whole-tensor computation.
 import torch
 
 from .strategy import CanvasState, DecodingStrategy, register_strategy
+from .templates import respect_template
 
 __all__ = ["SundaeSample", "SundaeArgmaxUnrolled", "random_subset", "least_certain"]
 
@@ -73,6 +74,8 @@ def least_certain(confidence, in_canvas, rho):
 
 class _SundaeBase(DecodingStrategy):
     families = ("sundae",)
+    #: takes ``--decode-templates`` (decoding/templates.py): fixed tokens are kept at every step (§2.2)
+    accepts_templates = True
 
     def __init__(self, options):
         super().__init__(options)
@@ -82,10 +85,14 @@ class _SundaeBase(DecodingStrategy):
 
             raise NATUserError(f"--sundae-update-proportion must be in (0, 1], got {self.update_proportion}")
 
-    def initialize(self, model, encoder_out, lengths, generator=None):
+    def initialize(self, model, encoder_out, lengths, generator=None, template=None):
         tokens, length_d = model.initial_canvas(lengths, generator=generator)
+        extra = {"length_d": length_d}
+        if template is not None:  # infilling (§2.2): fixed tokens on the prior canvas
+            tokens, extra["fixed"], extra["no_end"] = template.apply(
+                tokens, end=model.end, pad=model.pad, free_symbols=model.noise_symbols, generator=generator)
         scores = tokens.new_zeros(tokens.shape, dtype=torch.float)
-        return CanvasState(tokens, scores, lengths, extra={"length_d": length_d})
+        return CanvasState(tokens, scores, lengths, extra=extra)
 
     def _propose(self, model, encoder_out, state, step, generator):
         """New tokens [N, W] and their log-probs [N, W] under f(. | y_{t-1})."""
@@ -96,6 +103,9 @@ class _SundaeBase(DecodingStrategy):
         proposal, logp, extra = self._propose(model, encoder_out, state, step, generator)
         update = random_subset(in_canvas, self.update_proportion, generator)
         tokens = torch.where(update, proposal, state.tokens)
+        if "fixed" in state.extra:  # infilling: fixed tokens kept, free template positions never end the text
+            tokens = respect_template(tokens, state.tokens, state.extra["fixed"], state.extra["no_end"], model.end)
+            update = update & tokens.eq(proposal)
         scores = torch.where(update, logp, state.scores).masked_fill(~in_canvas, 0.0)
         changed = tokens.ne(state.tokens).any(1)
         return CanvasState(tokens, scores, state.lengths, changed, {"length_d": state.extra["length_d"], **extra})

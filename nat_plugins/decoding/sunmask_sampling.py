@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NATUserError
-from .strategy import CanvasState, DecodingStrategy, register_strategy
+from .strategy import CanvasState, register_strategy
+from .sundae_sampling import _SundaeBase
 from .templates import respect_template
 
 __all__ = ["SunmaskSample", "coconet_alpha", "accept_probability", "typical_filter"]
@@ -88,14 +89,15 @@ def _parse_accept(text):
 
 
 @register_strategy
-class SunmaskSample(DecodingStrategy):
-    """Coconet-annealed mask, typical sampling, accept/reject ramp (module docstring)."""
+class SunmaskSample(_SundaeBase):
+    """Coconet-annealed mask, typical sampling, accept/reject ramp (module docstring).
+
+    SUNDAE's prior, template canvas, read-out, rerank score and step history are inherited.
+    """
 
     name = "sunmask_sample"
     families = ("sunmask",)
     stochastic = True
-    #: takes ``--decode-templates`` (decoding/templates.py): fixed positions are always m = 1
-    accepts_templates = True
 
     def __init__(self, options):
         super().__init__(options)
@@ -104,15 +106,6 @@ class SunmaskSample(DecodingStrategy):
         if not 0.0 < self.typical_mass <= 1.0:
             raise NATUserError(f"--sunmask-typical-mass must be in (0, 1], got {self.typical_mass}")
         self.accept_lo, self.accept_hi = _parse_accept(options.extra.get("sunmask_accept") or "1")
-
-    def initialize(self, model, encoder_out, lengths, generator=None, template=None):
-        tokens, length_d = model.initial_canvas(lengths, generator=generator)
-        fixed = no_end = torch.zeros_like(tokens, dtype=torch.bool)
-        if template is not None:  # infilling: fixed tokens on the prior canvas, m = 1 there
-            tokens, fixed, no_end = template.apply(tokens, end=model.end, pad=model.pad,
-                                                   free_symbols=model.noise_symbols, generator=generator)
-        scores = tokens.new_zeros(tokens.shape, dtype=torch.float)
-        return CanvasState(tokens, scores, lengths, extra={"length_d": length_d, "fixed": fixed, "no_end": no_end})
 
     def sample_tokens(self, model, logits, generator=None):
         """Tokens [N, W] and ``log f`` [N, W] at temperature 1, from ``logits`` [N, W, V]."""
@@ -128,21 +121,20 @@ class SunmaskSample(DecodingStrategy):
 
     def step(self, model, encoder_out, state, step, num_steps, generator=None):
         in_canvas = state.tokens.ne(model.pad)
-        fixed = state.extra["fixed"]
+        fixed = state.extra.get("fixed")  # template positions: always m = 1
         alpha = coconet_alpha(step, num_steps)
         u = torch.rand(state.tokens.shape, device=state.tokens.device, generator=generator)
-        masked = (u < alpha) & in_canvas & ~fixed
+        masked = (u < alpha) & in_canvas
+        if fixed is not None:
+            masked &= ~fixed
         logits = model.canvas_logits(state.tokens, encoder_out, state.extra["length_d"], ~masked & in_canvas)
         proposal, logp = self.sample_tokens(model, logits, generator)
         p = accept_probability(step, num_steps, self.accept_lo, self.accept_hi)
         if p < 1.0:
             masked = masked & (torch.rand(masked.shape, device=masked.device, generator=generator) < p)
-        tokens = respect_template(torch.where(masked, proposal, state.tokens), state.tokens, fixed,
-                                  state.extra["no_end"], model.end)
+        tokens = torch.where(masked, proposal, state.tokens)
+        if fixed is not None:
+            tokens = respect_template(tokens, state.tokens, fixed, state.extra["no_end"], model.end)
         scores = torch.where(masked & tokens.eq(proposal), logp, state.scores).masked_fill(~in_canvas, 0.0)
-        return CanvasState(tokens, scores, state.lengths, tokens.ne(state.tokens).any(1), dict(state.extra))
-
-    def finalize(self, model, encoder_out, state):
-        lengths, cleaned = model.read_out(state.tokens)
-        pos_logp, score = model.model_score(cleaned, encoder_out, state.extra["length_d"])
-        return cleaned, pos_logp, lengths, score
+        return CanvasState(tokens, scores, state.lengths, tokens.ne(state.tokens).any(1),
+                           {"length_d": state.extra["length_d"]})

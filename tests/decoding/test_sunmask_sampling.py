@@ -7,6 +7,7 @@ import torch
 from model_builders import build_tiny
 from nat_plugins.decoding.strategy import CanvasState, DecodingOptions
 from nat_plugins.decoding.sunmask_sampling import SunmaskSample, accept_probability, coconet_alpha, typical_filter
+from nat_plugins.decoding.templates import BLANK, TemplateBatch
 from nat_plugins.errors import NATUserError
 from nat_plugins.models.sunmask import SUNMASKModel, sunmask_tiny
 
@@ -38,13 +39,13 @@ def test_typical_filter_keeps_the_locally_typical_tokens_not_the_mode():
     assert torch.isinf(typical_filter(zero, 0.99))[0, 1]
 
 
-def _model_and_state(fixed_cols=(0, 3)):
+def _model_and_state():
     model, _, d = build_tiny(SUNMASKModel, sunmask_tiny)
     enc = model.encode(torch.tensor([[d.index("a"), d.index("b"), d.eos()]] * 2), torch.tensor([3, 3]))
     strategy = SunmaskSample(DecodingOptions(temperature=1.0, extra={"sunmask_accept": "0.5:1"}))
     g = torch.Generator().manual_seed(0)
-    state = strategy.initialize(model, enc, torch.tensor([4, 4]), generator=g)
-    state.extra["fixed"][:, list(fixed_cols)] = True
+    template, lengths = TemplateBatch.build([[d.index("a"), BLANK, BLANK, d.index("b")]] * 2, torch.tensor([4, 4]))
+    state = strategy.initialize(model, enc, lengths, generator=g, template=template)
     return model, enc, strategy, state, g
 
 
@@ -62,7 +63,8 @@ def test_fixed_positions_never_change_and_only_masked_positions_do():
     T = 8
     for t in range(T):
         before = state.tokens.clone()
-        state = strategy.step(model, enc, state, t, T, generator=g)
+        new = strategy.step(model, enc, state, t, T, generator=g)
+        state.tokens, state.scores = new.tokens, new.scores  # as the generator's assign, which keeps "fixed"
         mask = seen[-1]
         assert mask[state.extra["fixed"]].all()  # fixed: always trusted (m = 1)
         assert torch.equal(state.tokens[mask], before[mask])  # trusted positions keep their token

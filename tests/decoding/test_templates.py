@@ -79,7 +79,8 @@ def test_sunmask_fixed_tokens_survive_every_step_and_width_holds(propose):
     state = strategy.initialize(scripted, enc, lengths, generator=g, template=batch)
     T = 6
     for t in range(T):
-        state = strategy.step(scripted, enc, state, t, T, generator=g)
+        new = strategy.step(scripted, enc, state, t, T, generator=g)
+        state.tokens, state.scores = new.tokens, new.scores  # the generator keeps the template masks
         # a at 0, b right after the gap, at every step
         assert state.tokens[:, 0].eq(a).all()
         assert state.tokens[0, 4] == b and state.tokens[1, 2] == b
