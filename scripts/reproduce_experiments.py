@@ -119,13 +119,19 @@ def _sundae(steps, desc):
 
 
 MODELS["sundae_l12"] = _sundae(2, "unrolled L(1:2)")
+MODELS["sunmask"] = {  # ours: SUNMASK adapted to translation (nat_plugins/models/sunmask.py)
+    "desc": "SUNMASK 2+2x128 (sunmask_small), 2 unrolled steps with one mask; annealed-mask typical sampling, 10 steps",
+    "train": [*NAT, "--arch", "sunmask_small", "--criterion", "sunmask_loss", "--unroll-steps", "2", *COMMON],
+    "decodings": [("10steps", GEN_NAT + ["--decode-iterations", "10", "--decode-temperature", "0.5",
+                                         "--decode-seed", "1"])],
+}
 MODELS["sundae_l1"] = _sundae(1, "L(1) only")
 
 #: Measured CPU seconds per update on one thread, (small preset, length-32 preset); 2-core AMD EPYC,
 #: 2026-12-03, with a second training and test runs beside it (so an upper bound on a quiet machine).
 SECONDS_PER_UPDATE = {
     "ar": (0.3, 0.5), "vanilla": (0.3, 0.5), "pml": (0.3, 0.6), "ar_4x4": (0.5, 0.8), "vanilla_4x4": (0.5, 0.8), "cmlm": (0.2, 0.3), "dat": (0.5, 1.2),
-    "diffglat": (0.6, 1.4), "diffglat_anchor": (0.6, 1.4), "sundae_l12": (0.4, 0.7), "sundae_l1": (0.3, 0.5),
+    "diffglat": (0.6, 1.4), "diffglat_anchor": (0.6, 1.4), "sundae_l12": (0.4, 0.7), "sundae_l1": (0.3, 0.5), "sunmask": (0.4, 0.7),
 }
 
 
@@ -153,6 +159,7 @@ EXPERIMENTS = [
     _exp("easy", "sundae_l1", 3000),
     _exp("easy", "diffglat", 3000),
     _exp("easy", "diffglat_anchor", 3000),
+    _exp("easy", "sunmask", 3000),
     # one factor at a time from easy towards full: where does DAT break?
     _exp("sweep_length32", "dat", 3000),
     _exp("sweep_modalities4", "dat", 3000),
