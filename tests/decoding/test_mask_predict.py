@@ -150,5 +150,8 @@ def test_masked_only_projection_gives_the_full_log_softmax_hypotheses_on_a_real_
                 assert len(new) == len(old)
                 for h_new, h_old in zip(new, old):
                     assert torch.equal(h_new["tokens"], h_old["tokens"])
-                    assert torch.equal(h_new["positional_scores"], h_old["positional_scores"])
-                    assert h_new["score"] == h_old["score"]
+                    # scores: equal up to float rounding; with more than one BLAS thread (CI does not set
+                    # OMP_NUM_THREADS) the chunked and full projections may round the last bit differently
+                    torch.testing.assert_close(h_new["positional_scores"], h_old["positional_scores"],
+                                               rtol=1e-5, atol=1e-6)
+                    assert abs(float(h_new["score"]) - float(h_old["score"])) <= 1e-5
