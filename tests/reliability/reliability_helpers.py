@@ -5,20 +5,9 @@ import sys
 
 import torch
 
+from tests import root_conftest
 
-def _root_conftest():
-    # tests/conftest.py by path: "import conftest" is whichever conftest the whole suite loaded first
-    # (tests/ops/conftest.py in a full run)
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conftest.py")
-    spec = importlib.util.spec_from_file_location("_reliability_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_conftest = _root_conftest()
+_conftest = root_conftest.load()
 ROOT, run_train, train_args = _conftest.ROOT, _conftest.run_train, _conftest.train_args
 hypotheses, run_generate = _conftest.hypotheses, _conftest.run_generate
 

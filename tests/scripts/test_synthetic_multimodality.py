@@ -6,7 +6,6 @@ against hand-computed closest-target accuracies, and the whole chain
 end on a tiny instance.
 """
 import collections
-import importlib.util
 import json
 import os
 import random
@@ -16,19 +15,10 @@ import pytest
 pytest.importorskip("fairseq")
 
 import synthetic_multimodality as sm  # noqa: E402  (imports nat_plugins, hence fairseq)
+from tests import root_conftest  # noqa: E402
 
 
-def _tests_helpers():
-    # tests/conftest.py's in-process train/generate helpers; a plain
-    # "import conftest" here would find tests/scripts/conftest.py instead.
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conftest.py")
-    spec = importlib.util.spec_from_file_location("_tests_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _tests_helpers()
+_helpers = root_conftest.load()
 run_generate, run_train, train_args = _helpers.run_generate, _helpers.run_train, _helpers.train_args
 
 N = 5000
