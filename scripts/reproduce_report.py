@@ -123,7 +123,7 @@ def plot(path, curve_map, presets):
     exps = [p for p in presets if any(k[0] == p for k in curve_map)]
     if not exps:
         return False
-    fig, axes = plt.subplots(1, len(exps), figsize=(5.2 * len(exps), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(exps), figsize=(6.0 * len(exps), 5.5), squeeze=False)
     for ax, exp in zip(axes[0], exps):
         systems = sorted({k[1] for k in curve_map if k[0] == exp})
         colors = matplotlib.colormaps["tab20"]
@@ -138,7 +138,7 @@ def plot(path, curve_map, presets):
         ax.set_ylabel("accuracy vs closest target (%)")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=5, ncol=2, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
