@@ -32,18 +32,25 @@ class CMLMLoss(FairseqCriterion):
         super().__init__(task)
         self.eps = label_smoothing
 
-    def forward(self, model, sample, reduce=True):
-        src_tokens = sample["net_input"]["src_tokens"]
-        src_lengths = sample["net_input"]["src_lengths"]
-        target = sample["target"]
-        real = model.real_target_mask(target)
-        target = target.masked_fill(~real, model.pad)
-        noised, masked = uniform_mask(target, real, model.mask_idx)
+    @staticmethod
+    def real_target(model, sample):
+        """``(target [B, L] with pad at every non-content position, real [B, L] bool)``."""
+        real = model.real_target_mask(sample["target"])
+        return sample["target"].masked_fill(~real, model.pad), real
 
-        encoder_out = model.encode(src_tokens, src_lengths)
+    @staticmethod
+    def encode_with_length(model, sample, real):
+        """``(encoder_out, summed length NLL)`` for the batch's sources and true lengths ``real.sum(1)``."""
+        src_tokens = sample["net_input"]["src_tokens"]
+        encoder_out = model.encode(src_tokens, sample["net_input"]["src_lengths"])
         length_nll = model.length_predictor.loss(
-            model.length_logits(encoder_out), real.sum(1), model.source_lengths(src_tokens)
-        )
+            model.length_logits(encoder_out), real.sum(1), model.source_lengths(src_tokens))
+        return encoder_out, length_nll
+
+    def forward(self, model, sample, reduce=True):
+        target, real = self.real_target(model, sample)
+        noised, masked = uniform_mask(target, real, model.mask_idx)
+        encoder_out, length_nll = self.encode_with_length(model, sample, real)
         features = model.decoder.features(noised, encoder_out)
         # Project only masked positions to the vocabulary: the other
         # positions carry no loss, and the output layer dominates the cost.

@@ -100,16 +100,9 @@ class PMLLoss(FairseqCriterion):
         return out
 
     def forward(self, model, sample, reduce=True):
-        src_tokens = sample["net_input"]["src_tokens"]
-        src_lengths = sample["net_input"]["src_lengths"]
-        target = sample["target"]
-        real = model.real_target_mask(target)
-        target = target.masked_fill(~real, model.pad)
+        target, real = CMLMLoss.real_target(model, sample)
         canvas = target.masked_fill(real, model.mask_idx)  # vanilla NAR: every position masked
-
-        encoder_out = model.encode(src_tokens, src_lengths)
-        length_nll = model.length_predictor.loss(
-            model.length_logits(encoder_out), real.sum(1), model.source_lengths(src_tokens))
+        encoder_out, length_nll = CMLMLoss.encode_with_length(model, sample, real)
         decoder = model.decoder
         x, padding_mask = decoder.embed(canvas)
         n_tokens = real.sum().clamp(min=1)
