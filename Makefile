@@ -16,7 +16,7 @@ $(VENV)/.setup-done: scripts/setup_env.sh setup.py
 	touch $@
 
 test: setup
-	bash scripts/check_cuda_compile.sh
+	bash scripts/gpu/check_cuda_compile.sh
 	$(PY) -m pytest -q tests $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -24,7 +24,7 @@ quickstart: setup
 	PY=$(PY) bash examples/quickstart/run.sh
 
 # Speed and quality of every quickstart model against fairseq AR and
-# CTranslate2 (scripts/benchmark.py): benchmarks/RESULTS.md, results.json,
+# CTranslate2 (scripts/benchmarks/benchmark.py): benchmarks/RESULTS.md, results.json,
 # results_bleu_speed.png.  Run `make quickstart MODELS=all` first.
 # ctranslate2 and onnxruntime + onnx (the exported fast path, nat_plugins/export)
 # are installed here, not by setup: their wheels require numpy, pyyaml,
@@ -41,7 +41,7 @@ bench: setup
 	@$(PY) -c 'import onnxruntime, onnx' 2>/dev/null || { \
 	  echo "bench: installing onnxruntime and onnx for the exported fast path (they require numpy, protobuf, flatbuffers, sympy, ml_dtypes; not torch)"; \
 	  $(PY) -m pip install -q "onnxruntime>=1.17,<2" "onnx>=1.15,<2"; }
-	$(PY) scripts/benchmark.py $(BENCH_DATA) --quickstart-runs $(BENCH_RUNS) --raw-ref $(BENCH_REF) \
+	$(PY) scripts/benchmarks/benchmark.py $(BENCH_DATA) --quickstart-runs $(BENCH_RUNS) --raw-ref $(BENCH_REF) \
 	  --ctranslate2 on --fast-path on --out benchmarks $(BENCH_ARGS)
 
 # One-run GPU evidence (issue #18): kernels, op benchmarks, five base-size models;
@@ -50,16 +50,16 @@ bench: setup
 #   make gpu-check GPU_CHECK_ARGS=--dry-run    (CPU, tiny sizes; also run by `make test`)
 GPU_CHECK_ARGS ?=
 gpu-check:
-	bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+	bash scripts/gpu/gpu_check.sh $(GPU_CHECK_ARGS)
 
-# The reproduction suite (scripts/reproduce.py): synthetic multimodality (DiffGLAT App. A) and the
+# The reproduction suite (scripts/experiments/reproduce.py): synthetic multimodality (DiffGLAT App. A) and the
 # SUNDAE/CMLM ablations, update budgets, runs resumed from their checkpoints.  The report goes under
 # runs/repro/ unless REPRO_REPORT names the committed record (benchmarks/reproduction.md).
 REPRO_REPORT ?= runs/repro/reproduction.md
 REPRO_JOBS   ?= 2
 REPRO_ARGS   ?=
 reproduce: setup
-	$(PY) scripts/reproduce.py --jobs $(REPRO_JOBS) --report $(REPRO_REPORT) $(REPRO_ARGS)
+	$(PY) scripts/experiments/reproduce.py --jobs $(REPRO_JOBS) --report $(REPRO_REPORT) $(REPRO_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

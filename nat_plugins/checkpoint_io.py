@@ -133,7 +133,7 @@ def describe_load_error(path, error):
         return UnreadableCheckpoint(
             f"refusing to load checkpoint {path}: it pickles {unsafe.group(1)}, which is not plain data, so "
             "loading it could run code; use only checkpoints written by fairseq-train or "
-            "scripts/average_checkpoints.py from a source you trust", path, refused=True)
+            "scripts/evaluation/average_checkpoints.py from a source you trust", path, refused=True)
     if size == 0:
         reason = "the file is empty"
     elif isinstance(error, EOFError) or "central directory" in text or "zip archive" in text:

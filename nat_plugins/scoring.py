@@ -1,4 +1,4 @@
-"""The tokenized-BLEU text convention, shared by validation and scripts/score.py.
+"""The tokenized-BLEU text convention, shared by validation and scripts/evaluation/score.py.
 
 Kept free of fairseq and torch so the scorer can use it cheaply.
 """

@@ -81,7 +81,7 @@ average_teacher() {
     log "$averaged is newer than every teacher checkpoint: kept"
     return
   fi
-  "$PY" "$SCRIPTS/average_checkpoints.py" --last "$AVERAGE" --dir "$TEACHER_DIR/checkpoints" --output "$averaged"
+  "$PY" "$SCRIPTS/evaluation/average_checkpoints.py" --last "$AVERAGE" --dir "$TEACHER_DIR/checkpoints" --output "$averaged"
 }
 
 # Decode shard i of the training split on GPU i (CPU in a dry run); the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Average checkpoints as each paper does, translate newstest2014 with each
 # paper's decoding settings and score: tokenized compound-split BLEU (the
-# NAT papers' number) and sacreBLEU with its signature (scripts/score.py).
+# NAT papers' number) and sacreBLEU with its signature (scripts/evaluation/score.py).
 #
 #   bash examples/wmt14_en_de/evaluate.sh                      # every trained model, raw data
 #   MODELS="cmlm dat" DATA=distill bash examples/wmt14_en_de/evaluate.sh
@@ -22,7 +22,7 @@
 # test.SETTING.json (scores); all results: runs/wmt14_en_de/results_DATA.md.
 # Every step is skipped when its output is newer than its input.  The
 # fairseq-generate commands are printed; averaging, decoding and scoring
-# run in one process (scripts/decode_and_score.py: one fairseq start-up
+# run in one process (scripts/evaluation/decode_and_score.py: one fairseq start-up
 # instead of one per step).
 #
 # Environment: MODELS, DATA (raw|distill), RHO (0.3), TEMPERATURE (0.5),
@@ -113,7 +113,7 @@ select_models
 long=$(awk -v max="$MAX_DAG_SOURCE" 'NF + 1 > max' "$DATA_DIR/bpe/test.en" | wc -l)
 # Averaging each model, then every setting of every model (one fairseq-generate
 # command each), then scoring each output: all in one process
-# (scripts/decode_and_score.py), which pays fairseq's start-up once.
+# (scripts/evaluation/decode_and_score.py), which pays fairseq's start-up once.
 jobs=()
 for model in "${SELECTED[@]}"; do
   read -r mode count <<<"$(averaging "$model")"
@@ -125,7 +125,7 @@ for model in "${SELECTED[@]}"; do
     jobs+=(--job "$model" "$name" "$RUNS/${model}_$DATA/test.$name" "$(generate_args "$model" "$flags")")
   done < <(settings "$model")
 done
-"$PY" "$SCRIPTS/decode_and_score.py" "${jobs[@]}" --raw-ref "$RAW_REF" --lang de \
+"$PY" "$SCRIPTS/evaluation/decode_and_score.py" "${jobs[@]}" --raw-ref "$RAW_REF" --lang de \
   --expect-sentences "$(line_count "$RAW_REF")" --report "$RUNS/results_$DATA.md" \
   --title "WMT14 En-De newstest2014, $DATA training data"
 log "results: $RUNS/results_$DATA.md"

@@ -12,10 +12,10 @@
 #      3003-line version) with sacrebleu --echo;
 #   2. extract the En-De files and check every corpus' line count;
 #   3. clean the training pairs: 1-250 Moses tokens per side, length ratio
-#      at most 1.5 (scripts/clean_corpus.py); ~4.5M pairs remain;
+#      at most 1.5 (scripts/data/clean_corpus.py); ~4.5M pairs remain;
 #   4. Moses normalization + tokenization (sacremoses), joint BPE with 40k
 #      merges (subword-nmt), fairseq-preprocess --joined-dictionary
-#      (scripts/prepare_data.py, which caches each step itself);
+#      (scripts/data/prepare_data.py, which caches each step itself);
 #   5. check the sentence counts of the binarized splits.
 #
 # Environment: WORKDIR (default: the repository; dry run: a scratch folder),
@@ -80,7 +80,7 @@ download() {
   if ((DRY_RUN)); then
     if [ ! -e "$DOWNLOADS/.complete" ]; then
       log "dry run: writing the made-up stand-in corpus instead of downloading"
-      "$PY" "$SCRIPTS/wmt14_dry_run_corpus.py" --out-dir "$DOWNLOADS" >/dev/null
+      "$PY" "$SCRIPTS/data/wmt14_dry_run_corpus.py" --out-dir "$DOWNLOADS" >/dev/null
       touch "$DOWNLOADS/.complete"
     fi
     return
@@ -145,7 +145,7 @@ build_train() {
   # clean.json is written last: its presence means both sides are complete
   if [ ! -s "$DATA_DIR/clean.json" ]; then
     log "cleaning: 1-250 tokens per side, length ratio <= 1.5 ($NPROC processes)"
-    "$PY" "$SCRIPTS/clean_corpus.py" --prefix "$unclean" --out-prefix "$RAW/train" -s en -t de \
+    "$PY" "$SCRIPTS/data/clean_corpus.py" --prefix "$unclean" --out-prefix "$RAW/train" -s en -t de \
       --ratio 1.5 --min-len 1 --max-len 250 --workers "$NPROC" --stats "$DATA_DIR/clean.json.part"
     mv "$DATA_DIR/clean.json.part" "$DATA_DIR/clean.json"
   fi
@@ -170,7 +170,7 @@ build_test_sets() {
 }
 
 binarize() {
-  "$PY" "$SCRIPTS/prepare_data.py" --raw-dir "$RAW" --work-dir "$DATA_DIR" --dest-dir "$BIN_RAW" \
+  "$PY" "$SCRIPTS/data/prepare_data.py" --raw-dir "$RAW" --work-dir "$DATA_DIR" --dest-dir "$BIN_RAW" \
     --source-lang en --target-lang de --bpe-merges "$BPE_MERGES" --workers "$NPROC"
   local split lang
   for split in train valid test; do

@@ -30,7 +30,7 @@ Readings of the paper (it gives no more detail):
 * The merged targets are data, not a rule in this criterion: ``--pml-merged-targets
   DIR`` names a folder holding ``train.merged`` and ``valid.merged`` (one
   whitespace-tokenized target per line, in the order of the binarized split, as
-  ``scripts/synthetic_multimodality.py make-data`` writes them).  A batch's rows are
+  ``scripts/data/synthetic_multimodality.py make-data`` writes them).  A batch's rows are
   looked up by fairseq's sample ``id``; training batches read ``train.merged``,
   validation batches (model in eval mode) ``valid.merged``.
 """

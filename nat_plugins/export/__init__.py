@@ -9,5 +9,5 @@ plugin's registration does not need onnxruntime.
 * :func:`~nat_plugins.export.fast_model.exported_model`: a model view whose
   passes run exported;
 * :class:`~nat_plugins.export.translator.FastTranslator`: checkpoint + data
-  directory + generation flags -> translations (API and ``scripts/translate_fast.py``).
+  directory + generation flags -> translations (API and ``scripts/evaluation/translate_fast.py``).
 """

@@ -4,7 +4,7 @@ Why ONNX Runtime, and how it is exported:
 
 * at batch 1 on one thread, 70-78% of an eager decode is Python and dispatcher
   overhead (issue #20); a whole-graph runtime removes it from the passes.  Measured
-  2026-12-03 with ``OMP_NUM_THREADS=1 python scripts/benchmark_passes.py --rounds 5
+  2026-12-03 with ``OMP_NUM_THREADS=1 python scripts/benchmarks/benchmark_passes.py --rounds 5
   --sentences 20`` (quickstart-size 2+2x128 models, 8k vocabulary, random weights,
   20-word sources, batch 1, 1 thread, runtimes interleaved) on a shared 2-core AMD
   EPYC VM under heavy load from other jobs (load average 10-24: ratios only, and

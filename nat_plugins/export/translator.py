@@ -14,7 +14,7 @@ API::
 
 CLI (every flag it does not know goes to fairseq's generation parser)::
 
-    python scripts/translate_fast.py data-bin/quickstart --path runs/quickstart/cmlm/averaged.pt \\
+    python scripts/evaluation/translate_fast.py data-bin/quickstart --path runs/quickstart/cmlm/averaged.pt \\
         --decode-iterations 10 --length-beam 3 --remove-bpe < input.bpe.en > output.de
 """
 import argparse

@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT, hypotheses, run_generate
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "evaluation"))
 
 import score  # noqa: E402
 

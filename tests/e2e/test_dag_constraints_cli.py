@@ -9,7 +9,7 @@ from conftest import ROOT, hypotheses, run_train, train_args
 from interactive_cli import interactive_args, run_interactive
 from nat_plugins.errors import NATUserError
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "evaluation"))
 from constraints_eval import contains_in_order  # noqa: E402
 
 # (source, [phrases]) from the test split's references: word-for-word w -> W

@@ -69,7 +69,7 @@ def test_score_script_on_generate_output(tiny_bin, tiny_sundae, capsys, tmp_path
     out = run_generate(gen_args(tiny_bin, tiny_sundae, "--decode-temperature", "0.5"), capsys)
     path = tmp_path / "gen.out"
     path.write_text(out)
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "score.py"), str(path), "--json"],
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "evaluation", "score.py"), str(path), "--json"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     scores = json.loads(res.stdout)

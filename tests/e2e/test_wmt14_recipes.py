@@ -27,7 +27,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(ROOT, "examples", "wmt14_en_de")
 HAS_DIFFGLAT = os.path.exists(os.path.join(ROOT, "nat_plugins", "models", "diffglat.py"))
-TEST_LINES = 40  # the stand-in newstest2014 (scripts/wmt14_dry_run_corpus.py)
+TEST_LINES = 40  # the stand-in newstest2014 (scripts/data/wmt14_dry_run_corpus.py)
 #: model -> (training data, decoding settings written by evaluate.sh)
 MODELS = {
     "cmlm": ("distill", ["mask_predict_T10_len5"]),

@@ -1,4 +1,4 @@
-"""End to end: ``scripts/translate_fast.py`` prints what ``fairseq-generate`` prints.
+"""End to end: ``scripts/evaluation/translate_fast.py`` prints what ``fairseq-generate`` prints.
 
 Briefly trained tiny CMLM, DAT and DiffGLAT checkpoints; the whole tiny test split
 decoded by ``fairseq-generate`` (batched, eager) and by the fast path (batch 1,

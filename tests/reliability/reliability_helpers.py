@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from tests import root_conftest
+from tests import root_conftest, script_dirs
 
 _conftest = root_conftest.load()
 ROOT, run_train, train_args = _conftest.ROOT, _conftest.run_train, _conftest.train_args
@@ -13,11 +13,11 @@ hypotheses, run_generate = _conftest.hypotheses, _conftest.run_generate
 
 BIN = os.path.dirname(sys.executable)
 USER_DIR = os.path.join(ROOT, "nat_plugins")
-SCRIPTS = os.path.join(ROOT, "scripts")
+add_script_dirs = script_dirs.add_to_sys_path  # then ``import average_checkpoints`` etc.
 
 
 def run_cli(tool, *argv, stdin=None, cwd=None):
-    """A fairseq console script (or a ``scripts/*.py`` path) in a subprocess; bytes in, text out."""
+    """A fairseq console script (or a ``scripts/<job>/*.py`` path) in a subprocess; bytes in, text out."""
     env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
     command = [sys.executable, tool] if tool.endswith(".py") else [os.path.join(BIN, tool)]
     proc = subprocess.run([*command, *argv], capture_output=True, input=stdin, env=env, cwd=cwd)

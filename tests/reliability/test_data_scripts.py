@@ -1,13 +1,12 @@
 """Case 5 of issue #17: the data scripts refuse a parallel corpus whose sides
 differ in line count or whose split is empty, in one line with exit status 2,
 before any slow step; lines end at ``\\n`` only, as fairseq counts them."""
-import sys
 
 import pytest
 
-from reliability_helpers import SCRIPTS
+from reliability_helpers import add_script_dirs
 
-sys.path.insert(0, SCRIPTS)
+add_script_dirs()
 
 import clean_corpus  # noqa: E402
 import prepare_data  # noqa: E402

@@ -5,11 +5,10 @@ and the README's command tokenizes like the training data."""
 import os
 import re
 import shlex
-import sys
 
 import pytest
 
-from reliability_helpers import ROOT, SCRIPTS, USER_DIR, assert_one_line_error, hypotheses, run_cli
+from reliability_helpers import ROOT, USER_DIR, add_script_dirs, assert_one_line_error, hypotheses, run_cli
 
 
 def interactive_argv(data, path, *extra):
@@ -80,7 +79,7 @@ def test_readme_interactive_command_tokenizes_like_prepare_data():
     from fairseq import options
     from fairseq.data import encoders
 
-    sys.path.insert(0, SCRIPTS)
+    add_script_dirs()
     import prepare_data
 
     argv = [USER_DIR if a == "nat_plugins" else a for a in readme_interactive_argv()]

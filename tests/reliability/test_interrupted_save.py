@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from reliability_helpers import SCRIPTS, num_updates, train_cmlm
+from reliability_helpers import add_script_dirs, num_updates, train_cmlm
 
 
 def _half_copy_then_interrupt(monkeypatch):
@@ -29,8 +29,8 @@ def _half_copy_then_interrupt(monkeypatch):
 
 
 def _average_last(save, n, out, capsys):
-    """scripts/average_checkpoints.py --last N, in-process: (exit status, stderr)."""
-    sys.path.insert(0, SCRIPTS)
+    """scripts/evaluation/average_checkpoints.py --last N, in-process: (exit status, stderr)."""
+    add_script_dirs()
     import average_checkpoints
 
     capsys.readouterr()

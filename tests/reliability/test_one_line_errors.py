@@ -4,14 +4,13 @@ a run that trains nothing; plus the smaller script and logging cases."""
 import logging
 import os
 import re
-import sys
 
 import pytest
 
-from reliability_helpers import (SCRIPTS, USER_DIR, assert_one_line_error, hypotheses, run_cli, run_generate,
+from reliability_helpers import (USER_DIR, add_script_dirs, assert_one_line_error, hypotheses, run_cli, run_generate,
                                  run_train, train_args)
 
-sys.path.insert(0, SCRIPTS)
+add_script_dirs()
 
 
 @pytest.fixture(scope="module")

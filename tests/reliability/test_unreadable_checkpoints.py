@@ -2,12 +2,11 @@
 checkpoint ends in one line and exit status 2; the safe loader stays on and
 its error never suggests turning it off."""
 import random
-import sys
 
 import pytest
 import torch
 
-from reliability_helpers import SCRIPTS, USER_DIR, assert_one_line_error, run_cli, run_generate
+from reliability_helpers import USER_DIR, add_script_dirs, assert_one_line_error, run_cli, run_generate
 
 
 class _Payload:
@@ -68,7 +67,7 @@ def test_malicious_pickle_is_refused_in_one_line_and_runs_nothing(tiny_bin, tmp_
 
 
 def test_averaging_refuses_a_malicious_input_and_a_directory_output(tiny_cmlm, tmp_path, capsys):
-    sys.path.insert(0, SCRIPTS)
+    add_script_dirs()
     import average_checkpoints
 
     def error_line(argv):

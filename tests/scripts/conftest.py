@@ -1,4 +1,4 @@
-"""Make the command-line tools in scripts/ importable by module name
+"""Make the command-line tools in scripts/<job>/ importable by module name
 (``import score``) and provide shared fixtures for their tests."""
 import os
 import sys
@@ -6,10 +6,12 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
-for path in (SCRIPTS_DIR, REPO_ROOT):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from tests import script_dirs  # noqa: E402
+
+script_dirs.add_to_sys_path()
 
 
 @pytest.fixture

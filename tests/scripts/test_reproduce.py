@@ -1,4 +1,4 @@
-"""scripts/reproduce.py: the reproduction suite's driver and report.
+"""scripts/experiments/reproduce.py: the reproduction suite's driver and report.
 
 The report's acceptance lines and curve summaries are checked on hand-made records; the driver runs end to end
 on a tiny preset (data -> 20 updates -> decode every kept checkpoint -> JSON/Markdown/PNG) and a second call
@@ -69,12 +69,16 @@ def test_tiny_suite_end_to_end_and_cached(tmp_path, monkeypatch, capsys):
     assert reproduce.main(argv) == 0
     records = json.loads((tmp_path / "out" / "r.json").read_text())
     seen = {(r["system"], r["metric"], r["updates"]) for r in records}
-    # the curve decoding at both kept checkpoints, the other decoding at the last one only
-    assert seen == {("cmlm:2iter", m, u) for m in ("token_acc", "seq_acc") for u in (10, 20)} | {
-        ("cmlm:1pass", m, 20) for m in ("token_acc", "seq_acc")}
+    # the curve decoding at both kept checkpoints, the other decoding at the last one only; the validation
+    # loss of the checkpoint beside every decoding of it
+    metrics = ("token_acc", "seq_acc", "valid_min_loss")
+    assert seen == {("cmlm:2iter", m, u) for m in metrics for u in (10, 20)} | {("cmlm:1pass", m, 20) for m in metrics}
     assert all(r["experiment"] == "tiny" and 0 <= r["value"] <= 100 for r in records)
+    losses = {(r["system"], r["updates"]): r["value"] for r in records if r["metric"] == "valid_min_loss"}
+    assert losses[("cmlm:2iter", 20)] == losses[("cmlm:1pass", 20)] > 0  # one loss per checkpoint
     text = report.read_text()
     assert "| tiny | cmlm:2iter | 20 |" in text and "Best seq. acc." in text and "## Acceptance" in text and "<details>" in text
+    assert "Valid min loss (bits)" in text and f"| {losses[('cmlm:2iter', 20)]:.3f} |" in text
     assert (tmp_path / "out" / "r.png").stat().st_size > 1000
     train_log = tmp_path / "runs" / "repro" / "tiny" / "cmlm" / "train.log"
     before = train_log.read_text()
@@ -83,6 +87,20 @@ def test_tiny_suite_end_to_end_and_cached(tmp_path, monkeypatch, capsys):
     assert reproduce.main(argv) == 0  # everything cached
     assert train_log.read_text() == before
     assert {p: os.path.getmtime(eval_dir / p) for p in os.listdir(eval_dir)} == stamps
+
+    # A run evaluated before valid_min_loss existed: --report-only adds it from the checkpoints, decoding nothing.
+    run_records = tmp_path / "runs" / "repro" / "tiny" / "cmlm" / "records.json"
+    run_records.write_text(json.dumps([r for r in json.loads(run_records.read_text())
+                                       if r["metric"] != "valid_min_loss"]))
+    for name in os.listdir(eval_dir):
+        if name.startswith("valid_min_loss_"):
+            os.remove(eval_dir / name)
+    decoded = {p: os.path.getmtime(eval_dir / p) for p in os.listdir(eval_dir)}
+    assert reproduce.main(argv + ["--report-only"]) == 0
+    lazy = json.loads((tmp_path / "out" / "r.json").read_text())
+    assert {(r["system"], r["updates"]): r["value"] for r in lazy if r["metric"] == "valid_min_loss"} == losses
+    assert {p: os.path.getmtime(eval_dir / p) for p in decoded} == decoded
+    assert any(r["metric"] == "valid_min_loss" for r in json.loads(run_records.read_text()))
 
 
 def reproduce_experiments_common():

@@ -1,4 +1,4 @@
-"""scripts/synthetic_multimodality.py: DiffGLAT's synthetic task (Appendix A).
+"""scripts/data/synthetic_multimodality.py: DiffGLAT's synthetic task (Appendix A).
 
 The generator is checked against Table 1's worked example, the evaluator
 against hand-computed closest-target accuracies, and the whole chain
@@ -131,7 +131,7 @@ def test_help_lists_the_subcommands(capsys):
         sm.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("make-data", "evaluate"))
+    assert all(name in out for name in ("make-data", "evaluate", "candidates"))
 
 
 def test_two_modalities_and_merged_targets(tmp_path, capsys):
@@ -153,6 +153,35 @@ def test_two_modalities_and_merged_targets(tmp_path, capsys):
     assert sm.main(["evaluate", "--hyp", str(hyp_file), "--raw-dir", str(raw), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["sequence_accuracy"] == 0.0 and set(result["closest_modality_share"]) == {"I", "II"}
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_candidates_files_hold_exactly_the_k_modalities_of_each_source(tmp_path, k):
+    raw = tmp_path / "raw"
+    make = ["make-data", "--raw-dir", str(raw), "--num-tokens", "7", "--length", "5", "--modalities", str(k),
+            "--train", "30", "--valid", "9", "--test", "6", "--quiet"]
+    assert sm.main(make) == 0
+    written = {}
+    for split in sm.SPLITS:
+        sources = (raw / f"{split}.src").read_text().splitlines()
+        targets = (raw / f"{split}.tgt").read_text().splitlines()
+        rows = [line.split("\t") for line in (raw / f"{split}.candidates").read_text().splitlines()]
+        assert len(rows) == len(sources) == len(targets)
+        for src, tgt, row in zip(sources, targets, rows):
+            source = [int(x) for x in src.split()]
+            assert row == [_line(sm.modality_target(source, m, 7)) for m in sm.MODALITIES[:k]]
+            assert tgt in row
+        written[split] = (raw / f"{split}.candidates").read_text()
+    # data made before the files existed: `candidates` adds them and touches nothing else
+    for split in sm.SPLITS:
+        (raw / f"{split}.candidates").unlink()
+    others = {p.name: os.path.getmtime(p) for p in raw.iterdir()}
+    assert sm.main(["candidates", "--raw-dir", str(raw)]) == 0
+    assert {s: (raw / f"{s}.candidates").read_text() for s in sm.SPLITS} == written
+    assert {name: os.path.getmtime(raw / name) for name in others} == others
+    stamp = os.path.getmtime(raw / "valid.candidates")
+    assert sm.main(make) == 0  # cached data: the candidates stay as they are
+    assert os.path.getmtime(raw / "valid.candidates") == stamp
 
 
 def test_four_modality_merge_follows_appendix_a():

@@ -1,6 +1,6 @@
 // Shared device helpers for the DAG kernels (DA-Transformer, Huang et al. 2022;
 // joint-Viterbi, Shao et al. 2022).  CUDA runtime headers only: no ATen/c10, so
-// every .cu here compiles with a bare `nvcc -c` (scripts/check_cuda_compile.sh).
+// every .cu here compiles with a bare `nvcc -c` (scripts/gpu/check_cuda_compile.sh).
 #pragma once
 
 #include <cuda_runtime.h>
