@@ -1,4 +1,4 @@
-"""scripts/benchmark.py: the clock (on a stub that sleeps a known time),
+"""scripts/benchmarks/benchmark.py: the clock (on a stub that sleeps a known time),
 entry parsing, the quickstart mapping, batching and the report.
 
 No speed is asserted anywhere: only that time is *measured* correctly.
@@ -133,7 +133,7 @@ def _synthetic_results():
                 "peak_memory_mib": 1.0, "peak_memory_exact": True}
 
     return {
-        "meta": {"date": "2026-11-21", "command": "python scripts/benchmark.py ...", "note": "test",
+        "meta": {"date": "2026-11-21", "command": "python scripts/benchmarks/benchmark.py ...", "note": "test",
                  "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 1, "os": "os", "gpu": None,
                              "load_average_start": [0.1]},
                  "versions": {"python": "3", "torch": "2", "fairseq": "0", "ctranslate2": "4", "nat_plugins": "0",

@@ -1,4 +1,4 @@
-"""Tests for scripts/average_checkpoints.py on small synthetic checkpoints."""
+"""Tests for scripts/evaluation/average_checkpoints.py on small synthetic checkpoints."""
 import argparse
 import collections
 import os

@@ -1,4 +1,4 @@
-"""scripts/constraints_eval.py: constraint phrases from references, satisfaction check."""
+"""scripts/evaluation/constraints_eval.py: constraint phrases from references, satisfaction check."""
 import json
 import random
 

@@ -1,4 +1,4 @@
-"""Tests for scripts/build_corpus.py on dictionary lines written here."""
+"""Tests for scripts/data/build_corpus.py on dictionary lines written here."""
 import json
 import random
 import struct

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh --dry-run: every step of the GPU evidence script on the CPU, tiny sizes.
+"""scripts/gpu/gpu_check.sh --dry-run: every step of the GPU evidence script on the CPU, tiny sizes.
 
 The script runs once per GPU loan with no chance of a second try, so CI runs all
 of it here: kernels through the CPU shim with the self-check, the GPU parity test
@@ -22,7 +22,7 @@ def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, PY=sys.executable, WORK=str(tmp_path / "work"), OMP_NUM_THREADS="1")
     env.pop("OUT", None)
-    res = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_check.sh"), "--dry-run", "--out", str(out)],
+    res = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu", "gpu_check.sh"), "--dry-run", "--out", str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

@@ -1,4 +1,4 @@
-"""scripts/infilling_eval.py: held-out span templates and their accuracy."""
+"""scripts/evaluation/infilling_eval.py: held-out span templates and their accuracy."""
 import json
 import random
 

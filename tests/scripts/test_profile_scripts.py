@@ -1,4 +1,4 @@
-"""scripts/profile_training.py and scripts/profile_decoding.py on tiny settings: they run, report every
+"""scripts/benchmarks/profile_training.py and scripts/benchmarks/profile_decoding.py on tiny settings: they run, report every
 system, compare the former vocabulary steps on the same work, and put the patched functions back.
 
 No speed is asserted: the numbers belong to benchmarks/training_speed.md.

@@ -1,4 +1,4 @@
-"""Tests for scripts/score.py."""
+"""Tests for scripts/evaluation/score.py."""
 import json
 import math
 
