@@ -106,7 +106,47 @@ def trained_updates(path):
     return int(found[-1]) if found else 0
 
 
+def recipe(command):
+    """A training command without its update budget and save dir: raising ``--max-update`` resumes a
+    run, and a run folder that was moved keeps its identity."""
+    words = list(command)
+    for flag in ("--max-update", "--save-dir"):
+        if flag in words:
+            at = words.index(flag)
+            del words[at:at + 2]
+    return " ".join(words)
+
+
+def logged_recipe(train_log):
+    """The recipe of the last command written into a train.log (None if none)."""
+    found = None
+    try:
+        with open(train_log, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("# "):
+                    # "# YYYY-MM-DD HH:MM:SS <argv joined by spaces>"
+                    found = recipe(line.rstrip("\n").split(" ", 3)[3].split(" "))
+    except (OSError, IndexError):
+        return None
+    return found
+
+
+def set_aside_if_stale(exp):
+    """Move a run trained with another recipe to ``<dir>.stale-<time>`` (kept, never deleted).
+
+    Without this a changed recipe (flags of ``MODELS``) would silently resume, or report, the old run.
+    """
+    folder = run_dir(exp)
+    old = logged_recipe(os.path.join(folder, "train.log"))
+    if old is None or old == recipe(train_command(exp)):
+        return
+    aside = f"{folder}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(folder, aside)
+    print(f"{exp['preset']}/{exp['name']}: the recipe changed; the old run is kept in {aside}", flush=True)
+
+
 def train(exp, progress):
+    set_aside_if_stale(exp)
     folder = run_dir(exp)
     os.makedirs(folder, exist_ok=True)
     train_log = os.path.join(folder, "train.log")

@@ -107,3 +107,30 @@ def reproduce_experiments_common():
     import reproduce_experiments
 
     return [f for f in reproduce_experiments.COMMON if f not in ("--max-tokens", "1024", "--lr", "2e-3")]
+
+
+def test_a_changed_recipe_sets_the_old_run_aside_and_a_raised_budget_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "WORK", str(tmp_path), raising=False)
+    monkeypatch.setattr(reproduce, "MODELS", {"m": {"desc": "", "train": ["--arch", "x", "--lr", "1e-3"], "decodings": []}})
+    exp = {"preset": "easy", "name": "m", "model": "m", "updates": 100}
+    folder = reproduce.run_dir(exp)
+    os.makedirs(folder)
+    log = os.path.join(folder, "train.log")
+
+    def header(command):
+        with open(log, "a", encoding="utf-8") as out:
+            out.write("# 2026-12-03 10:00:00 " + " ".join(command) + "\nnum_updates 50\n")
+
+    # the same recipe with another budget and save dir (a moved folder): resumed, nothing moved
+    old = reproduce.train_command(dict(exp, updates=50))
+    old[old.index("--save-dir") + 1] = "/elsewhere"
+    header(old)
+    reproduce.set_aside_if_stale(exp)
+    assert os.path.isdir(folder)
+    # another learning rate: the old run is kept beside, under a new name, and the folder is free
+    header([w if w != "1e-3" else "2e-3" for w in reproduce.train_command(exp)])
+    reproduce.set_aside_if_stale(exp)
+    assert not os.path.exists(folder)
+    aside = [n for n in os.listdir(os.path.dirname(folder)) if n.startswith("m.stale-")]
+    assert len(aside) == 1 and "recipe changed" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(os.path.dirname(folder), aside[0], "train.log"))
