@@ -20,17 +20,23 @@
 NAT_MODELS=(cmlm sundae dat diffglat)
 
 # Budgets are update counts, so a run gives the same models on any machine, busy or not (the wall
-# clock is only a safety cap, MAX_MINUTES in run.sh).  CPU defaults come from the committed record of
-# 2026-12-02 (benchmarks/quickstart.md, quiet 2-core AMD EPYC, 2 threads, max-tokens 4096): AR 356
-# updates and CMLM 501 in 7 minutes each, i.e. ~1.2 s and ~0.85 s per update.  AR 450 + CMLM 550
-# updates are ~9 + ~8 minutes, plus ~3 minutes of data preparation and decoding: the default run
-# (AR + flagship) stays within 20 minutes.  SUNDAE (two passes per update), DAT and DiffGLAT (two
-# passes over 4x the target length) cost ~1.7x, ~3x (benchmarks/training_speed.md) and ~3.5x a CMLM
-# update; their budgets below keep each under ~10 minutes.
+# clock is only a safety cap, MAX_MINUTES in run.sh).  They come from the long learning curves of
+# benchmarks/learning_curves.md (2026-12-03, 2-core AMD EPYC, AR and CMLM side by side on one thread
+# each, max-tokens 4096): valid BLEU (tok) AR 2.96 / 5.66 at 500 / 1000 updates, CMLM 0.00 / 1.75 /
+# 3.27 at 500 / 1000 / 1500.  The default run trains AR and the flagship side by side (run.sh JOBS=2),
+# at ~0.8 s (AR) and ~0.55 s (CMLM) per update on a quiet machine: AR 900 + CMLM 1300 updates take
+# ~12 minutes, plus data preparation, averaging, decoding and the curve points: within 20 minutes.
+# AR 450 / CMLM 550 (the former defaults) left the AR below 4 BLEU and CMLM at 0.
+# SUNDAE (two passes per update), DAT and DiffGLAT (two passes over 4x the target length) cost ~1.7x,
+# ~5.5x (benchmarks/training_speed.md) and ~6x a CMLM update; their budgets below keep each under
+# ~10 minutes, far from where they learn on this corpus (see benchmarks/learning_curves.md).
 #
 # GPU mode (run.sh, DEVICE=auto finds CUDA): the papers' base sizes (6+6x512, the DAG models at their
 # papers' lambda = 8), mixed precision, 8192 tokens per batch and lr 5e-4 with 1000 warm-up updates;
 # 3000 updates each, a few minutes per model on a recent GPU.  Not yet timed on a GPU.
+# The flagship is the NAT with the best BLEU at the default budget, by measurement: on 2026-12-02 at 7
+# minutes each (benchmarks/quickstart.md of that date) CMLM was the only NAT with sacreBLEU near 1
+# (SUNDAE 0.09, DAT 0.02, DiffGLAT 0.00), and CMLM is the NAT whose curve passes 1 BLEU at 1000 updates.
 FLAGSHIP=cmlm    # the NAT model run by default next to the AR baseline
 
 # Shared by every model, so the comparison varies only the model.
@@ -55,7 +61,7 @@ MODEL_ar_TRAIN=(
   --encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1
 )
-MODEL_ar_UPDATES=450
+MODEL_ar_UPDATES=900
 MODEL_ar_GPU=(--task translation --arch transformer --share-all-embeddings
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1)
 # max-len bounds keep a barely trained model from decoding runaway outputs
@@ -65,7 +71,7 @@ MODEL_cmlm_REQUIRES="nat_plugins/models/cmlm.py"
 MODEL_cmlm_DESC="CMLM 2+2x128, 10 iterations, 3 length candidates"
 MODEL_cmlm_TRAIN=(--user-dir nat_plugins --task nat_translation --arch cmlm_small --criterion cmlm_loss)
 MODEL_cmlm_GEN=(--task nat_translation --decode-iterations 10 --length-beam 3)
-MODEL_cmlm_UPDATES=550
+MODEL_cmlm_UPDATES=1300
 MODEL_cmlm_GPU=(--user-dir nat_plugins --task nat_translation --arch cmlm_base --criterion cmlm_loss)
 
 MODEL_sundae_REQUIRES="nat_plugins/models/sundae.py"
@@ -75,6 +81,27 @@ MODEL_sundae_TRAIN=(--user-dir nat_plugins --task nat_translation --arch sundae_
 MODEL_sundae_GEN=(--task nat_translation --decode-iterations 8 --decode-temperature 0.5 --decode-samples 2 --decode-seed 1)
 MODEL_sundae_UPDATES=350
 MODEL_sundae_GPU=(--user-dir nat_plugins --task nat_translation --arch sundae_base --criterion sundae_loss)
+
+# Not in NAT_MODELS (so not in MODELS=all): run by name, e.g. MODELS=sundae,sundae_l1.
+# sundae_l1: the L(1)-only arm of SUNDAE's ablation (issue #16; the paper's Table 7), identical to
+# `sundae` except that the loss has no unrolled second step.
+MODEL_sundae_l1_REQUIRES="nat_plugins/models/sundae.py"
+MODEL_sundae_l1_DESC="SUNDAE 2+2x128, L(1) only (no unrolled step), decoded as sundae"
+MODEL_sundae_l1_TRAIN=("${MODEL_sundae_TRAIN[@]}" --unroll-steps 1)
+MODEL_sundae_l1_GEN=("${MODEL_sundae_GEN[@]}")
+MODEL_sundae_l1_UPDATES=$MODEL_sundae_UPDATES
+MODEL_sundae_l1_GPU=("${MODEL_sundae_GPU[@]}" --unroll-steps 1)
+
+# sunmask: ours, SUNMASK adapted to translation (nat_plugins/models/sunmask.py), compared with SUNDAE
+# at equal updates (issue #21); annealed-mask typical sampling, 10 steps.
+MODEL_sunmask_REQUIRES="nat_plugins/models/sunmask.py"
+MODEL_sunmask_DESC="SUNMASK 2+2x128 (ours for MT), 2 unrolled steps with one mask, 10 steps tau=0.5"
+MODEL_sunmask_TRAIN=(--user-dir nat_plugins --task nat_translation --arch sunmask_small --criterion sunmask_loss
+  --unroll-steps 2)
+MODEL_sunmask_GEN=(--task nat_translation --decode-iterations 10 --decode-temperature 0.5 --decode-seed 1)
+MODEL_sunmask_UPDATES=$MODEL_sundae_UPDATES
+MODEL_sunmask_GPU=(--user-dir nat_plugins --task nat_translation --arch sunmask_base --criterion sunmask_loss
+  --unroll-steps 2)
 
 MODEL_dat_REQUIRES="nat_plugins/models/dat.py"
 MODEL_dat_DESC="DA-Transformer 2+2x128, lambda=4, glancing 0.5, lookahead"

@@ -6,11 +6,12 @@
 #   MODELS=all UPDATES=1000 bash examples/quickstart/run.sh
 #   REPORT=benchmarks/quickstart.md make quickstart   # the committed record
 #
-# Stages: build corpus -> prepare data (Moses + joint BPE + binarize) -> for
-# each model: train its update budget -> average the last AVG_LAST checkpoints ->
-# generate the test split -> score; then a table of BLEU / chrF / decoding
-# speed with 3 example translations and learning curves (validation loss at
-# every checkpoint, BLEU at the curve checkpoints), written to $REPORT with a PNG.
+# Stages: build corpus -> prepare data (Moses + joint BPE + binarize) -> train
+# every model's update budget (JOBS trainings at a time) -> for each model:
+# average the last AVG_LAST checkpoints -> generate the test split -> score;
+# then a table of BLEU / chrF / decoding speed with 3 example translations and
+# learning curves (validation loss at every checkpoint, BLEU at the curve
+# checkpoints), written to $REPORT with a PNG.
 # Every stage's outputs are kept; re-running skips finished work (the corpus,
 # each prepare step, a model trained with the same command, a scored checkpoint).
 #
@@ -30,7 +31,23 @@
 #   SAVE_EVERY  updates between checkpoints (and validations) [50; GPU: 250]
 #   SEED        training seed [1]
 #   BPE_MERGES  joint BPE merges [8000]
-#   PLAN_ONLY   1: print the mode and each model's training command, then stop
+#   JOBS        trainings run at the same time [CPU: 2; GPU: 1]. On CPU a small model
+#               trains faster on 1 thread beside another training than alone on 2
+#               threads (2-core AMD EPYC: CMLM 1.6 updates/s on 1 thread next to an
+#               AR training, 1.19 alone on 2 threads).  Each model keeps its own log
+#               ($RUN_DIR/<name>/train.log) and progress lines ("[name] k/N updates,
+#               ETA"); if one training fails the others are stopped and the run exits
+#               non-zero naming the model and its log; Ctrl-C stops them all (a re-run
+#               resumes each from its last checkpoint)
+#   THREADS     torch threads per training (OMP_NUM_THREADS, MKL_NUM_THREADS)
+#               [cores / JOBS, at least 1]
+#   WARM_START  "ar": each NAT model starts from the encoder and token embeddings of
+#               this run's AR model (--init-from-ar, ours; the AR trains first, the NAT
+#               trainings after it); or the path of an AR checkpoint of the same data-bin
+#               (e.g. runs/learning_curves/ar/checkpoints/checkpoint_last.pt: no AR training
+#               needed).  Off by default; it changes the NAT's command, so use another
+#               RUN_DIR to keep a cold-start run beside it
+#   PLAN_ONLY   1: print the mode, JOBS, threads and each model's training command, then stop
 #   NOTE        a remark recorded in the report (e.g. "machine shared with other jobs")
 #   DATA_RAW DATA_WORK DATA_BIN RUN_DIR   where things go
 #   REPORT      the Markdown report [$RUN_DIR/quickstart.md]; the PNG and JSON go beside it
@@ -48,6 +65,9 @@ CURVE_EVERY=${CURVE_EVERY:-}
 AVG_LAST=${AVG_LAST:-3}
 SAVE_EVERY=${SAVE_EVERY:-}
 PLAN_ONLY=${PLAN_ONLY:-}
+JOBS=${JOBS:-}
+THREADS=${THREADS:-}
+WARM_START=${WARM_START:-}
 SEED=${SEED:-1}
 BPE_MERGES=${BPE_MERGES:-8000}
 DATA_RAW=${DATA_RAW:-data/quickstart/raw}
@@ -81,6 +101,18 @@ case "$DEVICE" in
 esac
 SAVE_EVERY=${SAVE_EVERY:-$([ "$MODE" = gpu ] && echo 250 || echo 50)}
 [[ $SAVE_EVERY =~ ^[1-9][0-9]*$ ]] || die "SAVE_EVERY must be a positive number, got '$SAVE_EVERY'"
+# One GPU is best used by one training at a time; CPU trainings share the cores (see JOBS above).
+JOBS=${JOBS:-$([ "$MODE" = gpu ] && echo 1 || echo 2)}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "JOBS must be a positive number of concurrent trainings, got '$JOBS'"
+CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+THREADS=${THREADS:-$(( CORES / JOBS > 0 ? CORES / JOBS : 1 ))}
+[[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive number of threads, got '$THREADS'"
+case "$WARM_START" in
+  ""|none) WARM_START= AR_INIT= ;;
+  ar) AR_INIT=$RUN_DIR/ar/checkpoints/checkpoint_last.pt ;;
+  *) [ -f "$WARM_START" ] || die "WARM_START must be 'ar' or an AR checkpoint file, got '$WARM_START' (no such file)"
+     AR_INIT=$WARM_START ;;
+esac
 
 # The update budget of model $1 in this mode.
 model_updates() {
@@ -118,13 +150,13 @@ build_corpus() {
     log "corpus: $DATA_RAW exists, kept (delete it to rebuild)"
   else
     log "corpus: building $DATA_RAW from the Ding dictionary"
-    "$PY" scripts/build_corpus.py --out-dir "$DATA_RAW"
+    "$PY" scripts/data/build_corpus.py --out-dir "$DATA_RAW"
   fi
 }
 
 prepare_data() {
   log "data: tokenize, BPE ($BPE_MERGES merges), binarize into $DATA_BIN"
-  "$PY" scripts/prepare_data.py --raw-dir "$DATA_RAW" --work-dir "$DATA_WORK" --dest-dir "$DATA_BIN" \
+  "$PY" scripts/data/prepare_data.py --raw-dir "$DATA_RAW" --work-dir "$DATA_WORK" --dest-dir "$DATA_BIN" \
     --bpe-merges "$BPE_MERGES"
 }
 
@@ -148,8 +180,12 @@ train_model() {
     --keep-interval-updates-pattern "$curve" --no-epoch-checkpoints
     --validate-interval 1000 --validate-interval-updates "$SAVE_EVERY"
     --seed "$SEED" --num-workers 0 --log-format simple --log-interval 25)
+  if [ -n "$AR_INIT" ] && [ "$name" != ar ]; then
+    command+=(--init-from-ar "$AR_INIT")
+  fi
   if [ -n "$PLAN_ONLY" ]; then
-    printf '%s: %s updates: %s\n' "$name" "$updates" "${command[*]}"
+    printf '%s: %s updates: OMP_NUM_THREADS=%s MKL_NUM_THREADS=%s %s\n' "$name" "$updates" "$THREADS" "$THREADS" \
+      "${command[*]}"
     return
   fi
   command_file=$dir/train.command
@@ -162,9 +198,61 @@ train_model() {
   fi
   mkdir -p "$dir"
   printf '%s' "${command[*]}" >"$command_file"
-  log "$name: training $updates updates ($MODE; log: $dir/train.log)"
-  "${command[@]}" 2>&1 | tee -a "$dir/train.log" | "$PY" scripts/train_progress.py --name "$name" --total "$updates"
+  printf 'JOBS=%s\nTHREADS=%s\n' "$JOBS" "$THREADS" >"$dir/train.env"  # read by learning_curves.py
+  log "$name: training $updates updates ($MODE, $THREADS thread(s); log: $dir/train.log)"
+  OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "${command[@]}" 2>&1 | tee -a "$dir/train.log" |
+    "$PY" scripts/experiments/train_progress.py --name "$name" --total "$updates"
   touch "$dir/train.done"
+}
+
+# Trainings running in the background: pid -> model name.  Each runs in its own process
+# group (set -m), so stopping one stops its whole pipeline (fairseq, tee, progress).
+declare -A RUNNING=()
+
+stop_trainings() {
+  local pid
+  for pid in "${!RUNNING[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${!RUNNING[@]}"; do wait "$pid" 2>/dev/null || true; done
+  RUNNING=()
+}
+
+on_interrupt() {
+  trap - INT TERM
+  stop_trainings
+  die "interrupted: trainings stopped (a re-run resumes each from its last checkpoint)"
+}
+
+# Train models "$@", JOBS at a time; on the first failure stop the others and exit non-zero.
+train_models() {
+  local queue=("$@") name pid status finished
+  trap on_interrupt INT TERM
+  set -m
+  while [ "${#queue[@]}" -gt 0 ] || [ "${#RUNNING[@]}" -gt 0 ]; do
+    while [ "${#queue[@]}" -gt 0 ] && [ "${#RUNNING[@]}" -lt "$JOBS" ]; do
+      name=${queue[0]}
+      queue=("${queue[@]:1}")
+      train_model "$name" </dev/null &
+      RUNNING[$!]=$name
+    done
+    wait -n 2>/dev/null || true  # any training ended (or a signal came: the trap has run)
+    for pid in "${!RUNNING[@]}"; do
+      kill -0 "$pid" 2>/dev/null && continue
+      name=${RUNNING[$pid]}
+      status=0
+      wait "$pid" || status=$?
+      unset "RUNNING[$pid]"
+      if [ "$status" -ne 0 ]; then
+        finished=$RUN_DIR/$name/train.log
+        [ -s "$finished" ] && tail -n 15 "$finished" | sed 's/^/  | /' >&2
+        stop_trainings
+        set +m
+        trap - INT TERM
+        die "training of model '$name' failed (exit $status); its log: $finished"
+      fi
+    done
+  done
+  set +m
+  trap - INT TERM
 }
 
 # BLEU of each kept curve checkpoint (not averaged): the learning curve's points.
@@ -185,7 +273,7 @@ curve_model() {
     "$PY" -m fairseq_cli.generate "$DATA_BIN" --path "$ckpt" --gen-subset test \
       "${COMMON_GEN[@]}" "${gen_flags[@]}" ${CPU_GEN:+--cpu} >"$dir/curve/$step.out" 2>&1 ||
       { tail -n 20 "$dir/curve/$step.out" >&2; die "$name: fairseq-generate failed on $ckpt"; }
-    "$PY" scripts/score.py "$dir/curve/$step.out" --raw-ref "$DATA_RAW/test.de" --lang de --json \
+    "$PY" scripts/evaluation/score.py "$dir/curve/$step.out" --raw-ref "$DATA_RAW/test.de" --lang de --json \
       >"$dir/curve/$step.json.part" && mv "$dir/curve/$step.json.part" "$dir/curve/$step.json"
     log "$name: BLEU at $step updates: $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["bleu_tok"])' "$dir/curve/$step.json")"
   done
@@ -194,7 +282,7 @@ curve_model() {
 average_model() {
   local name=$1 dir=$RUN_DIR/$1
   log "$name: averaging the last $AVG_LAST checkpoints"
-  "$PY" scripts/average_checkpoints.py --last "$AVG_LAST" --allow-fewer --dir "$dir/checkpoints" \
+  "$PY" scripts/evaluation/average_checkpoints.py --last "$AVG_LAST" --allow-fewer --dir "$dir/checkpoints" \
     --output "$dir/averaged.pt"
 }
 
@@ -210,34 +298,50 @@ generate_model() {
 
 score_model() {
   local name=$1 dir=$RUN_DIR/$1
-  "$PY" scripts/score.py "$dir/generate.out" --raw-ref "$DATA_RAW/test.de" --lang de --json >"$dir/score.json"
-  "$PY" scripts/score.py "$dir/generate.out" --raw-ref "$DATA_RAW/test.de" --lang de | sed 's/^/  /'
+  "$PY" scripts/evaluation/score.py "$dir/generate.out" --raw-ref "$DATA_RAW/test.de" --lang de --json >"$dir/score.json"
+  "$PY" scripts/evaluation/score.py "$dir/generate.out" --raw-ref "$DATA_RAW/test.de" --lang de | sed 's/^/  /'
 }
 
 main() {
   select_models
   [ "$MODE" = cpu ] && CPU_GEN=1 || CPU_GEN=
-  local start=$SECONDS name descriptions=() plan=()
+  local start=$SECONDS name descriptions=() plan=() nat=()
   for name in "${SELECTED[@]}"; do plan+=("$name $(model_updates "$name")"); done
   log "mode: $MODE; models and update budgets: ${plan[*]}"
+  local setup="trainings: JOBS=$JOBS at a time, $THREADS torch thread(s) each"
+  log "$setup${AR_INIT:+; NAT encoders warm-started from $AR_INIT}"
+  if [ "$WARM_START" = ar ]; then
+    [[ " ${SELECTED[*]} " == *" ar "* ]] || die "WARM_START=ar needs the AR model in MODELS (it is trained first)"
+    for name in "${SELECTED[@]}"; do [ "$name" = ar ] || nat+=("$name"); done
+  fi
   if [ -n "$PLAN_ONLY" ]; then
     for name in "${SELECTED[@]}"; do train_model "$name"; done
     return
   fi
   build_corpus
   prepare_data
+  if [ "$WARM_START" = ar ]; then
+    train_models ar
+    train_models "${nat[@]}"
+  else
+    train_models "${SELECTED[@]}"
+  fi
   for name in "${SELECTED[@]}"; do
-    train_model "$name"
     average_model "$name"
     generate_model "$name"
     score_model "$name"
     curve_model "$name"
-    local desc="MODEL_${name}_DESC"
-    descriptions+=("$name=${!desc}")
+    local desc="MODEL_${name}_DESC" warm=
+    if [ -n "$AR_INIT" ] && [ "$name" != ar ]; then
+      warm=", encoder warm-started from $([ "$WARM_START" = ar ] && echo "the AR" || echo "$AR_INIT")"
+    fi
+    descriptions+=("$name=${!desc}$warm")
   done
   log "results (wall time $(((SECONDS - start) / 60)) min)"
-  "$PY" scripts/quickstart_report.py --run-dir "$RUN_DIR" --raw-dir "$DATA_RAW" --output "$REPORT" \
-    --mode "$MODE" --command "MODELS=$MODELS${UPDATES:+ UPDATES=$UPDATES} DEVICE=$DEVICE bash examples/quickstart/run.sh" \
+  local recorded="MODELS=$MODELS${UPDATES:+ UPDATES=$UPDATES} DEVICE=$DEVICE JOBS=$JOBS"
+  recorded+="${WARM_START:+ WARM_START=$WARM_START} bash examples/quickstart/run.sh"
+  "$PY" scripts/experiments/quickstart_report.py --run-dir "$RUN_DIR" --raw-dir "$DATA_RAW" --output "$REPORT" \
+    --mode "$MODE" --command "$recorded" \
     ${NOTE:+--note "$NOTE"} --models "${descriptions[@]}"
 }
 

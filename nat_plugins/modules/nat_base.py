@@ -155,6 +155,10 @@ class NATModelBase(TransformerModel):
                             help="stop the length loss's gradient into the encoder")
         parser.add_argument("--length-loss-factor", type=float, metavar="F",
                             help="weight of the length loss")
+        parser.add_argument("--init-from-ar", metavar="PATH",
+                            help="start training from scratch with the encoder and token embeddings of this fairseq "
+                                 "transformer (AR) checkpoint of the same data (ours; ignored when resuming and at "
+                                 "inference; nat_plugins.modules.warm_start)")
 
     @classmethod
     def build_length_predictor(cls, args):

@@ -28,6 +28,7 @@ from ..decoding.templates import INLINE_SEPARATOR, TemplateSource
 from ..decoding.strategy import STRATEGIES, DecodingOptions
 from ..errors import NATUserError
 from ..modules.nat_base import NATModelBase
+from ..modules.warm_start import warm_start_from_args
 from . import run_checks
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,17 @@ class NATTranslationTask(TranslationTask):
             if "Could not infer language pair" in str(exc):
                 raise NATUserError(f"{exc}; pass --source-lang and --target-lang") from exc
             raise
+
+    def build_model(self, cfg, from_checkpoint=False):
+        """fairseq's model, plus ``--init-from-ar`` when a training run starts from scratch.
+
+        ``from_checkpoint`` is True when fairseq builds the model of a saved checkpoint (generation,
+        interactive use): its weights, warm-started or not, then come from that checkpoint.
+        """
+        model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint and isinstance(model, NATModelBase):
+            warm_start_from_args(model, cfg, source_lang=self.cfg.source_lang)
+        return model
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         try:

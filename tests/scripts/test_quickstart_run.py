@@ -35,7 +35,7 @@ def test_plan_follows_the_device_mode(tmp_path):
     assert "mode: gpu" in gpu and "ar 3000 dat 3000" in gpu
     assert "--arch dat_base" in gpu and "--upsample-scale 8" in gpu and "--fp16" in gpu and "--cpu" not in gpu
     cpu = _run({"PLAN_ONLY": "1", "DEVICE": "cpu"}).stdout
-    assert "mode: cpu" in cpu and "ar 450 cmlm 550" in cpu and "--max-update 450" in cpu and "--cpu" in cpu
+    assert "mode: cpu" in cpu and "ar 900 cmlm 1300" in cpu and "--max-update 900" in cpu and "--cpu" in cpu
     fake = tmp_path / "python"  # answers the CUDA probe with "yes" and nothing else is run in a plan
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
