@@ -142,10 +142,8 @@ class Decoder:
     def point(self, name, split, updates, ckpt, flags, out_dir):
         """Scores of ``ckpt`` on ``split`` (cached in ``out_dir/<split>_<updates>.json``)."""
         cache = os.path.join(out_dir, f"{split}_{updates}.json")
-        cached = read_json(cache)
-        if cached is not None and cached.get("generate_flags") == flags:
-            self.total -= 1  # the progress counts decodings only
-            return cached
+        if is_cached(out_dir, split, updates, flags):
+            return read_json(cache)
         os.makedirs(out_dir, exist_ok=True)
         eta = (self.spent / self.done * (self.total - self.done) / 60) if self.done else None
         print(f"[learning_curves] {self.done + 1}/{self.total} {name}: decoding {split} at {updates} updates"
@@ -169,9 +167,29 @@ class Decoder:
               f"({seconds:.0f} s)", flush=True)
         return scores
 
-    def skip(self):
-        """A planned decoding turned out unnecessary (run.sh already scored the test split)."""
-        self.total -= 1
+
+def is_cached(out_dir, split, updates, flags):
+    """True when the point is in the cache, decoded with the same flags."""
+    found = read_json(os.path.join(out_dir, f"{split}_{updates}.json"))
+    return found is not None and found.get("generate_flags") == flags
+
+
+def has_test_scores(model_dir):
+    """run.sh scored the test split (averaged checkpoint): no test decoding needed here."""
+    return read_json(os.path.join(model_dir, "score.json")) is not None and \
+        os.path.exists(os.path.join(model_dir, "generate.out"))
+
+
+def count_decodings(models, plans, common_gen):
+    """How many fairseq-generate runs this invocation will make (the progress lines' total)."""
+    total = 0
+    for name, folder in models:
+        gen, out_dir, points = common_gen + plans[name]["gen"], os.path.join(folder, "learning_curve"), \
+            plans[name]["points"]
+        total += sum(not is_cached(out_dir, "valid", u, gen) for u, _ in points)
+        if points and not has_test_scores(folder):
+            total += not is_cached(out_dir, "test", points[-1][0], gen)
+    return total
 
 
 def _shown_path(path):
@@ -215,10 +233,9 @@ def collect_model(name, model_dir, args, decoder, common_gen, plan):
     with open(os.path.join(model_dir, "train.log"), encoding="utf-8", errors="replace") as handle:
         log = parse_train_log(handle.read())
     valid = [decoder.point(name, "valid", u, ckpt, gen, out_dir) for u, ckpt in plan["points"]]
-    test_json, test_out = os.path.join(model_dir, "score.json"), os.path.join(model_dir, "generate.out")
-    test = read_json(test_json)
-    if test is not None and os.path.exists(test_out):
-        decoder.skip()
+    test_out = os.path.join(model_dir, "generate.out")
+    if has_test_scores(model_dir):
+        test = read_json(os.path.join(model_dir, "score.json"))
         test_source = "averaged.pt of run.sh (the average of the last checkpoints), score.json"
     elif plan["points"]:
         updates, ckpt = plan["points"][-1]
@@ -226,7 +243,6 @@ def collect_model(name, model_dir, args, decoder, common_gen, plan):
         test_out = os.path.join(out_dir, f"test_{updates}.out")
         test_source = f"{os.path.basename(ckpt)} ({updates} updates), decoded by this script"
     else:
-        decoder.skip()
         test, test_out, test_source = None, None, "no checkpoint"
     command = None
     if os.path.exists(os.path.join(model_dir, "train.command")):
@@ -334,7 +350,7 @@ def main(argv=None):
     import torch
 
     args.cuda = torch.cuda.is_available()
-    decoder = Decoder(args, sum(len(p["points"]) + 1 for p in plans.values()))
+    decoder = Decoder(args, count_decodings(models, plans, common_gen))
     results = {}
     try:
         for name, folder in models:

@@ -152,8 +152,12 @@ def _training_setup(models):
     seen = {(m["train_jobs"], m["train_threads"]) for m in models.values()}
     if seen == {(None, None)}:
         return "threads and concurrency not recorded (train.env absent: trained by an older run.sh)"
-    return "; ".join(f"{name}: {m['train_jobs'] or '?'} concurrent training(s), {m['train_threads'] or '?'} "
-                     f"torch thread(s) each" for name, m in models.items())
+    def setup(jobs, threads):
+        return f"run.sh JOBS={jobs or '?'} (trainings at a time), {threads or '?'} torch thread(s) per training"
+
+    if len(seen) == 1:
+        return setup(*seen.pop())
+    return "; ".join(f"{name}: {setup(m['train_jobs'], m['train_threads'])}" for name, m in models.items())
 
 
 def markdown(data, png_name):
@@ -183,8 +187,12 @@ def markdown(data, png_name):
                      f"{_fmt(m['seconds_per_update'], 2)} | {_fmt(hours, 2)} | {_fmt(last)} | "
                      f"{_fmt(test.get('bleu_tok'))} | {_fmt(test.get('sacrebleu'))} | {_fmt(test.get('chrf'))} | "
                      f"{m['still_improving']} |")
-    lines += [""] + [f"- Test scores of {n}: {m['test']['source']}, {m['test']['sentences']} sentences."
-                     for n, m in models.items() if m["test"]]
+    sources = {}
+    for n, m in models.items():
+        if m["test"]:
+            sources.setdefault((m["test"]["source"], m["test"]["sentences"]), []).append(n)
+    lines += [""] + [f"- Test scores of {', '.join(names_)}: {source}, {count} sentences."
+                     for (source, count), names_ in sources.items()]
     lines += ["- s/update: wall-clock seconds per update in train.log (validation and checkpointing included)."]
     lines += ["", f"## Validation BLEU (tok) every {every} updates", "", "| Updates | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
@@ -228,9 +236,9 @@ def _levels_section(data):
             lines.append(f"| {name} | {key} | {row['updates']} | {ar} |")
     if has_ar:
         ar_rows = table["ar"]
-        passes = [f"{k} at {r['updates']}" if r["updates"] is not None else f"{k} not within {models['ar']['updates']}"
-                  for k, r in ar_rows.items()]
-        lines += ["", f"The AR itself passes {'; '.join(passes)} updates."]
+        passes = [f"{k} BLEU at {r['updates']} updates" if r["updates"] is not None
+                  else f"{k} BLEU not reached within {models['ar']['updates']} updates" for k, r in ar_rows.items()]
+        lines += ["", f"The AR's own first passes: {'; '.join(passes)}."]
     return lines + [""]
 
 
@@ -238,6 +246,7 @@ def _estimate_section(data):
     if not data["estimates"]:
         return []
     lines = ["## Estimates for the levels not reached (estimates, not measurements)", ""]
+    no_estimate = {}  # (level, note) -> models: one line for the models that share a reason
     for e in data["estimates"]:
         head = f"- {e['model']}, {_level_key(e['level'])} BLEU: "
         if "hours_total" in e:
@@ -247,7 +256,8 @@ def _estimate_section(data):
                          f"updates as {e['reference_model']} needed for this level; its s/update as measured in "
                          "this run.")
         else:
-            lines.append(head + e["note"] + ".")
+            no_estimate.setdefault((_level_key(e["level"]), e["note"]), []).append(e["model"])
+    lines += [f"- {', '.join(names)}, {level} BLEU: {note}." for (level, note), names in no_estimate.items()]
     return lines + [""]
 
 
