@@ -139,6 +139,9 @@ def write_curves(stem, models, results):
     data = {name: results[name]["curve"] for name, _ in models}
     with open(stem + "_curves.json", "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1)
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search floods a DEBUG root logger
     import matplotlib
 
     matplotlib.use("Agg")
