@@ -107,14 +107,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------- tiny pipeline
 
 
-def _run_sh(env, check=True):
-    full = {k: v for k, v in os.environ.items() if k != "BUDGET"}
-    full.update(OMP_NUM_THREADS="1", PY=os.environ.get("PY", PY))
-    full.update(env)
-    result = subprocess.run(["bash", RUN], cwd=REPO_ROOT, env=full, capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+from test_quickstart_run import _run as _run_sh  # noqa: E402  (run.sh with the tests' environment)
 
 
 def _tiny_env(root):
