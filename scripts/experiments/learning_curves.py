@@ -35,13 +35,12 @@ for _path in (_HERE, os.path.join(REPO_ROOT, "scripts", "evaluation")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 import learning_curves_report as report  # noqa: E402  (beside this script)
+from quickstart_report import _TRAIN_TIME as _DONE, _UPDATES, _VALID  # noqa: E402  (one reader of train.log)
 
 MODELS_SH = os.path.join(REPO_ROOT, "examples", "quickstart", "models.sh")
 SCORE_PY = os.path.join(REPO_ROOT, "scripts", "evaluation", "score.py")
 _INTERVAL_CKPT = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")
-_VALID = re.compile(r"valid on 'valid' subset \| loss ([\d.]+) .*?\| num_updates (\d+)")
 _INNER = re.compile(r"\| train_inner \|.*?num_updates=(\d+).*?\bwall=(\d+)")
-_DONE = re.compile(r"done training in ([\d.]+) seconds")
 
 
 class CurveError(ValueError):
@@ -75,7 +74,7 @@ def parse_train_log(text):
     valid = {int(u): float(loss) for loss, u in _VALID.findall(text)}
     seconds = spanned = 0.0
     previous = None
-    updates = [int(u) for u in re.findall(r"num_updates[ =](\d+)", text)]
+    updates = [int(u) for u in _UPDATES.findall(text)]
     for u, wall in ((int(a), int(b)) for a, b in _INNER.findall(text)):
         if previous is not None and u > previous[0] and wall >= previous[1]:
             seconds += wall - previous[1]

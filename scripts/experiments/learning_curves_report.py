@@ -12,6 +12,8 @@ import datetime
 import json
 import os
 
+from quickstart_report import _fmt  # beside this module (scripts/experiments is on sys.path)
+
 #: BLEU changes smaller than this between the last two points count as flat (decoding noise)
 FLAT_BLEU = 0.2
 #: a validation loss that fell by at least this share between the last two validations is still falling
@@ -142,10 +144,6 @@ def build(results, args, command, torch_version):
         "first_pass": table,
         "estimates": estimates(results, table, args.level_list),
     }
-
-
-def _fmt(value, digits=2):
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _training_setup(models):
