@@ -75,6 +75,10 @@ def make_data(preset):
 
 def thread_env():
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # Keep freed tensors in the heap instead of unmapping and page-faulting them in again at every update
+    # (examples/quickstart/run.sh MALLOC_TUNING): same results, ~20% less training time (issue #20).
+    env.setdefault("MALLOC_MMAP_MAX_", "0")
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(16 << 30))
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
