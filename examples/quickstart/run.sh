@@ -14,6 +14,9 @@
 # checkpoints), written to $REPORT with a PNG.
 # Every stage's outputs are kept; re-running skips finished work (the corpus,
 # each prepare step, a model trained with the same command, a scored checkpoint).
+# A model whose command differs only in its budget (UPDATES, MAX_MINUTES) resumes
+# from its checkpoints, so a longer run extends a curve; any other change starts it
+# afresh and sets the earlier run aside as <model>.stale-<time> (never deleted).
 #
 # Budgets are updates (examples/quickstart/models.sh: MODEL_<name>_UPDATES), so the
 # result is the same on a busy or a quiet machine; MAX_MINUTES only caps the wall clock.
@@ -125,6 +128,10 @@ case "$WARM_START" in
      AR_INIT=$WARM_START ;;
 esac
 
+# A training command without its budget (--max-update) and time cap (--stop-time-hours): two commands
+# that differ only there train the same recipe, so a larger budget resumes instead of starting afresh.
+without_budget() { sed -E 's/ --max-update [0-9]+//; s/ --stop-time-hours [0-9.]+//' <<<"$1"; }
+
 # The update budget of model $1 in this mode.
 model_updates() {
   local var="MODEL_${1}_UPDATES"
@@ -200,12 +207,22 @@ train_model() {
     return
   fi
   command_file=$dir/train.command
-  if [ -e "$dir/train.done" ] && [ "$(cat "$command_file" 2>/dev/null)" = "${command[*]}" ]; then
+  local previous
+  previous=$(cat "$command_file" 2>/dev/null || true)
+  if [ -e "$dir/train.done" ] && [ "$previous" = "${command[*]}" ]; then
     log "$name: already trained with the same command, kept ($dir)"
     return
   fi
-  if [ "$(cat "$command_file" 2>/dev/null)" != "${command[*]}" ]; then
-    rm -rf "$dir"  # another command: start afresh (the same command resumes from its checkpoints)
+  if [ -n "$previous" ] && [ "$(without_budget "$previous")" = "$(without_budget "${command[*]}")" ]; then
+    # only --max-update / the time cap changed: continue from the checkpoints (a longer run extends the curve)
+    [ "$previous" = "${command[*]}" ] || log "$name: same recipe with another budget: resuming from $dir"
+    rm -f "$dir/train.done"
+  elif [ -e "$dir" ]; then
+    # another recipe: start afresh, but never destroy a finished or running experiment's evidence
+    local aside
+    aside=$dir.stale-$(date +%Y%m%d-%H%M%S)
+    mv "$dir" "$aside"
+    log "$name: the training command changed; the earlier run is set aside as $aside"
   fi
   mkdir -p "$dir"
   printf '%s' "${command[*]}" >"$command_file"

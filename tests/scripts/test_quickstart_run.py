@@ -3,7 +3,8 @@
 The corpus is the word-by-word synthetic one of test_quickstart_pipeline.py; models are the quickstart's own
 entries (models.sh) with a 4-update budget.  Checks: both models stop at exactly 4 updates; the report, the
 curve PNG and the curve JSON go under RUN_DIR (nothing in benchmarks/); the curve has a validation loss at
-every checkpoint and a BLEU point per curve checkpoint.  Mode selection is checked with PLAN_ONLY (no training):
+every checkpoint and a BLEU point per curve checkpoint; trainings run with the malloc tuning; a larger budget
+resumes the same recipe and another recipe sets the earlier run aside.  Mode selection is checked with PLAN_ONLY (no training):
 DEVICE=gpu uses the GPU flags and budgets, DEVICE=cpu adds --cpu, DEVICE=auto follows torch.cuda (mocked by a
 fake python that answers the CUDA probe).
 """
@@ -46,6 +47,10 @@ def test_plan_follows_the_device_mode(tmp_path):
         "--max-update 3", "UPDATES=3")
     bad = _run({"PLAN_ONLY": "1", "BUDGET": "5"}, check=False)
     assert bad.returncode != 0
+    assert "malloc tuning on" in cpu
+    assert "malloc tuning off" in _run({"PLAN_ONLY": "1", "DEVICE": "cpu", "MALLOC_TUNING": "off"}).stdout
+    bad = _run({"PLAN_ONLY": "1", "DEVICE": "cpu", "MALLOC_TUNING": "maybe"}, check=False)
+    assert bad.returncode != 0 and "MALLOC_TUNING must be on or off" in bad.stderr
 
 
 def test_tiny_run_has_exact_update_counts_report_under_runs_and_curves(tmp_path):
@@ -70,3 +75,18 @@ def test_tiny_run_has_exact_update_counts_report_under_runs_and_curves(tmp_path)
     assert (run_dir / "quickstart_curves.png").stat().st_size > 1000
     rows = [line for line in text.splitlines() if line.startswith("| ar: ")]
     assert rows and rows[0].split("|")[2].strip() == "4"
+    # the trainings ran with the malloc tuning, and train.env says so (learning_curves.py reads it)
+    env_lines = (run_dir / "cmlm" / "train.env").read_text().splitlines()
+    assert "MALLOC_MMAP_MAX_=0" in env_lines and "MALLOC_TRIM_THRESHOLD_=17179869184" in env_lines
+
+    # a larger budget for the same recipe resumes from the checkpoints (the earlier curve point is kept) ...
+    out = _run({**env, "MODELS": "cmlm", "UPDATES": "6"}).stdout
+    assert "cmlm: same recipe with another budget: resuming" in out
+    assert "[cmlm] validation at 6 updates" in out and "[cmlm] validation at 2 updates" not in out
+    assert (run_dir / "cmlm" / "curve" / "2.json").exists()
+    # ... and another recipe starts afresh, with the earlier run set aside, not deleted
+    out = _run({**env, "MODELS": "cmlm", "UPDATES": "2", "SEED": "2"}).stdout
+    assert "the training command changed; the earlier run is set aside" in out
+    aside = [p for p in run_dir.iterdir() if p.name.startswith("cmlm.stale-")]
+    assert len(aside) == 1 and (aside[0] / "curve" / "6.json").exists()
+    assert "[cmlm] validation at 2 updates" in out
