@@ -286,7 +286,7 @@ def evaluate(hypotheses, sources, num_tokens, modalities=4):
         raise NATUserError(f"{len(hypotheses)} hypotheses for {len(sources)} sources")
     if not sources:
         raise NATUserError("no sentences to evaluate")
-    correct = total = exact = 0
+    correct = total = exact = any_correct = mixed = used = 0
     share = dict.fromkeys(MODALITIES[:modalities], 0)
     for number, (hyp_line, src_line) in enumerate(zip(hypotheses, sources), 1):
         source = parse_source(src_line, number)
@@ -297,12 +297,25 @@ def evaluate(hypotheses, sources, num_tokens, modalities=4):
         total += max(len(hypothesis), len(candidates[index]))
         exact += hypothesis == candidates[index]
         share[MODALITIES[index]] += 1
+        # the modalities the output's right tokens come from (a position's tokens differ between modalities)
+        fits = [{m for m, c in enumerate(candidates) if i < len(c) and c[i] == token}
+                for i, token in enumerate(hypothesis)]
+        any_correct += sum(bool(f) for f in fits)
+        sources_used = set().union(*fits) if fits else set()
+        used += len(sources_used)
+        mixed += len(sources_used) > 1
     n = len(sources)
     return {
         "sentences": n,
         "token_accuracy": round(100.0 * correct / max(total, 1), 2),
         "sequence_accuracy": round(100.0 * exact / n, 2),
         "closest_modality_share": {m: round(100.0 * c / n, 2) for m, c in share.items()},
+        # Diagnostics (ours): does a wrong output mix modalities, or is it wrong outright?  Tokens right under
+        # *some* modality, over the same denominator as token_accuracy; outputs whose right tokens come from
+        # more than one modality; and the mean number of modalities an output draws from.
+        "any_modality_token_accuracy": round(100.0 * any_correct / max(total, 1), 2),
+        "mixed_modality_outputs": round(100.0 * mixed / n, 2),
+        "modalities_per_output": round(used / n, 3),
     }
 
 
@@ -357,6 +370,8 @@ def format_evaluation(result):
         f"token accuracy (closest target): {result['token_accuracy']:.2f}",
         f"sequence accuracy (closest target): {result['sequence_accuracy']:.2f}",
         f"closest modality share (%): {shares}",
+        f"tokens right under some modality: {result['any_modality_token_accuracy']:.2f}; outputs mixing "
+        f"modalities: {result['mixed_modality_outputs']:.2f}%; modalities per output: {result['modalities_per_output']}",
     ])
 
 

@@ -26,7 +26,7 @@ import random
 import re
 import sys
 
-__all__ = ["pick_phrases", "contains_in_order", "output_lines", "main"]
+__all__ = ["pick_phrases", "contains_in_order", "output_lines", "check_outputs", "main"]
 
 
 def pick_phrases(words, count, max_words, rng):
@@ -82,17 +82,18 @@ def cmd_make(args):
     return 0
 
 
-def cmd_check(args):
-    with open(args.input, encoding="utf-8") as f:
+def check_outputs(input_path, output_path, log_path=None):
+    """Satisfaction counts of a constrained fairseq-interactive run (see the module docstring)."""
+    with open(input_path, encoding="utf-8") as f:
         constraints = [line.rstrip("\n").split("\t")[1:] for line in f]
-    hyps = output_lines(args.output, "H-")
+    hyps = output_lines(output_path, "H-")
     infeasible = set()
-    if args.log:
+    if log_path:
         # the generator's warning ends with the source text; fairseq-interactive's S- lines give its id
-        with open(args.log, encoding="utf-8") as f:
+        with open(log_path, encoding="utf-8") as f:
             warned = [_norm(m) for m in re.findall(r"do not fit its graph.*?; source: (.*)", f.read())]
         by_source = {}
-        for i, text in output_lines(args.output, "S-").items():
+        for i, text in output_lines(output_path, "S-").items():
             by_source.setdefault(_norm(text), []).append(i)
         for text in warned:
             if by_source.get(text):
@@ -100,11 +101,16 @@ def cmd_check(args):
     with_c = [i for i, c in enumerate(constraints) if c]
     feasible = [i for i in with_c if i not in infeasible]
     met = [i for i in feasible if contains_in_order(hyps.get(i, ""), constraints[i])]
-    result = {
+    return {
         "sentences": len(constraints), "with_constraints": len(with_c), "infeasible": len(with_c) - len(feasible),
         "feasible_met": len(met), "satisfaction_rate": round(100.0 * len(met) / max(1, len(feasible)), 2),
         "missing_hypotheses": len([i for i in range(len(constraints)) if i not in hyps]),
+        "unmet_ids": [i for i in feasible if i not in met],
     }
+
+
+def cmd_check(args):
+    result = check_outputs(args.input, args.output, args.log)
     if args.json:
         print(json.dumps(result))
     else:

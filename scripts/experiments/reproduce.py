@@ -19,7 +19,8 @@ redone, so the suite can be stopped and started again.  Runs whose records preda
 with ``--report-only`` too, from their checkpoints, without decoding again.
 
 Outputs: ``REPORT`` (Markdown), ``REPORT`` with ``.json`` (one record per measured cell:
-``{"experiment", "system", "metric", "value", "updates"}``, metrics ``token_acc`` and ``seq_acc`` in %,
+``{"experiment", "system", "metric", "value", "updates"}``, metrics ``token_acc``, ``seq_acc`` and
+``mixed_outputs`` in %,
 ``valid_min_loss`` in bits per target token) and ``.png`` (accuracy against updates per system); the default
 REPORT is under ``runs/repro`` (not committed).
 
@@ -187,18 +188,23 @@ def checkpoints(exp):
 def decode_and_score(exp, updates, path, system, gen_flags):
     """Scores one checkpoint with one decoding; cached in ``<run>/eval/<system>_<updates>.json``."""
     out_json = os.path.join(run_dir(exp), "eval", f"{system}_{updates}.json")
+    raw, binarized = data_dirs(exp["preset"])
+    gen_out = out_json[:-5] + ".generate.out"
     if os.path.exists(out_json):
         with open(out_json, encoding="utf-8") as handle:
-            return json.load(handle)
-    raw, binarized = data_dirs(exp["preset"])
+            cached = json.load(handle)
+        if "mixed_modality_outputs" in cached or not os.path.exists(gen_out):
+            return cached
+        # scored before the mixing diagnostics existed: score the kept output again (no decoding)
+        os.remove(out_json)
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
-    gen_out = out_json[:-5] + ".generate.out"
     cmd = fairseq_cli("generate") + [
         binarized, "--user-dir", os.path.join(ROOT, "nat_plugins"), "--path", path, "--gen-subset", "test",
         "--batch-size", "100", "--required-batch-size-multiple", "1", "--cpu", *gen_flags]
-    with open(gen_out + ".part", "w", encoding="utf-8") as out:
-        subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.DEVNULL, env=thread_env())
-    os.replace(gen_out + ".part", gen_out)
+    if not os.path.exists(gen_out):
+        with open(gen_out + ".part", "w", encoding="utf-8") as out:
+            subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.DEVNULL, env=thread_env())
+        os.replace(gen_out + ".part", gen_out)
     subprocess.run([PY, TOOL, "evaluate", gen_out, "--raw-dir", raw, "--json-out", out_json + ".part", "--json"],
                    check=True, stdout=subprocess.DEVNULL, env=thread_env())
     os.replace(out_json + ".part", out_json)
@@ -284,9 +290,11 @@ def evaluate(exp):
             if system != curve_system and updates != kept[-1][0]:
                 continue
             result = decode_and_score(exp, updates, path, system, flags)
-            for metric, key in (("token_acc", "token_accuracy"), ("seq_acc", "sequence_accuracy")):
-                records.append({"experiment": exp["preset"], "system": f"{exp['name']}:{system}",
-                                "metric": metric, "value": result[key], "updates": updates})
+            for metric, key in (("token_acc", "token_accuracy"), ("seq_acc", "sequence_accuracy"),
+                                ("mixed_outputs", "mixed_modality_outputs")):
+                if key in result:
+                    records.append({"experiment": exp["preset"], "system": f"{exp['name']}:{system}",
+                                    "metric": metric, "value": result[key], "updates": updates})
     return try_add_min_loss(exp, records)
 
 

@@ -149,6 +149,10 @@ EXPERIMENTS = [
     _exp("full", "ar", 3000, curve_every=500),
     _exp("full", "vanilla", 3000, curve_every=500),
     _exp("full", "pml", 3000, curve_every=500),
+    # PML for twice the budget: is its middle layer's 0% sequence accuracy at 3000 a matter of updates?
+    # (2026-12-03: at 3000 every middle-layer token is right under II or IV, but every output mixes the two,
+    # 77% of tokens II.)  Recorded run: full/pml's folder copied at 3000 updates and resumed.
+    _exp("full", "pml_long", 6000, model="pml", curve_every=500),
     _exp("full", "ar_4x4", 3000, curve_every=500),
     _exp("full", "vanilla_4x4", 3000, curve_every=500),
     _exp("full", "dat", 3000, curve_every=500),

@@ -71,3 +71,32 @@ def test_constraints_need_a_dag_model_and_ordered_mode(tiny_bin, tiny_dat, tiny_
                         ["w1\tW1"], tmp_path, capsys)
     with pytest.raises(NATUserError, match="dag_joint_viterbi"):
         run_interactive(interactive_args(tiny_bin, tiny_cmlm, "--constraints"), ["w1\tW1"], tmp_path, capsys)
+
+
+def test_constraints_report_meets_every_feasible_constraint_and_times_the_cost(tiny_bin, tiny_dat, tmp_path):
+    """scripts/evaluation/constraints_report.py end to end (fairseq-interactive subprocesses) on the tiny data."""
+    import json
+    import subprocess
+
+    raw = os.path.join(os.path.dirname(tiny_bin), "raw")
+    out = tmp_path / "report.md"
+    command = [sys.executable, os.path.join(ROOT, "scripts", "evaluation", "constraints_report.py"),
+               "--checkpoint", tiny_dat, "--data-bin", tiny_bin, "--source", os.path.join(raw, "test.en"),
+               "--reference", os.path.join(raw, "test.de"), "--raw-reference", "", "--bpe-codes", "",
+               "--limit", "12", "--reps", "1", "--output", str(out), "--work-dir", str(tmp_path / "work")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "report.json").read_text())
+    rows = {r["system"]: r for r in result["rows"]}
+    constrained = rows["constrained, joint-Viterbi"]
+    assert result["sentences"] == 12 and constrained["with_constraints"] == 12
+    assert constrained["feasible_met"] == constrained["with_constraints"] - constrained["infeasible"] > 0
+    assert constrained["satisfaction_rate"] == 100.0 and constrained["unmet_ids"] == []
+    assert rows["free, joint-Viterbi"]["time_vs_free_viterbi"] == 1.0 and constrained["seconds"] > 0
+    assert set(rows) == {"free, joint-Viterbi", "constrained, joint-Viterbi",
+                         "free, --decoding-strategy dag_lookahead --decode-beta 1.0"}
+    assert "| constrained, joint-Viterbi | " in out.read_text()
+    # bad input: one line, exit 2
+    bad = subprocess.run(command[:2] + ["--checkpoint", str(tmp_path / "missing.pt")], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr

@@ -37,4 +37,4 @@ def test_make_and_check(write_lines, tmp_path, capsys):
     assert ce.main(["check", "--input", inp, "--output", out, "--log", log, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result == {"sentences": 3, "with_constraints": 3, "infeasible": 1, "feasible_met": 1,
-                      "satisfaction_rate": 50.0, "missing_hypotheses": 0}
+                      "satisfaction_rate": 50.0, "missing_hypotheses": 0, "unmet_ids": [1]}

@@ -70,6 +70,7 @@ def test_exact_modality_ii_output_scores_100():
     result = sm.evaluate([_line(TABLE_1["II"])], [_line(SOURCE)], N)
     assert result["token_accuracy"] == 100.0 and result["sequence_accuracy"] == 100.0
     assert result["closest_modality_share"] == {"I": 0.0, "II": 100.0, "III": 0.0, "IV": 0.0}
+    assert result["mixed_modality_outputs"] == 0.0 and result["modalities_per_output"] == 1.0
 
 
 def test_mix_of_modalities_scores_against_the_closest():
@@ -81,6 +82,9 @@ def test_mix_of_modalities_scores_against_the_closest():
     assert result["token_accuracy"] == pytest.approx(100 * (5 + 4) / 16, abs=0.01)
     assert result["sequence_accuracy"] == 0.0
     assert result["closest_modality_share"] == {"I": 50.0, "II": 50.0, "III": 0.0, "IV": 0.0}
+    # every token is right under some modality, but both outputs mix I and II
+    assert result["any_modality_token_accuracy"] == 100.0
+    assert result["mixed_modality_outputs"] == 100.0 and result["modalities_per_output"] == 2.0
 
 
 def test_wrong_length_counts_missing_and_extra_positions_as_wrong():
@@ -100,6 +104,7 @@ def test_non_numbers_never_match_and_bad_input_is_one_error():
     source = [1, 2]
     result = sm.evaluate(["<unk> 42"], [_line(source)], 20)  # 42 = 2 + 2N: modality I at position 2
     assert result["token_accuracy"] == 50.0
+    assert result["any_modality_token_accuracy"] == 50.0 and result["modalities_per_output"] == 1.0
     with pytest.raises(sm.NATUserError, match="2 hypotheses for 1 sources"):
         sm.evaluate(["a", "b"], ["1 2"], 20)
     with pytest.raises(sm.NATUserError, match="not a sequence of integers"):
