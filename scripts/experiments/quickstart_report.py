@@ -89,7 +89,17 @@ def collect(run_dir, name):
     result["curve"] = learning_curve(folder, train_text)
     _, hyps, _ = score.parse_generate_lines(generate_text.splitlines())
     result["hypotheses"] = score.moses_detokenize(hyps, "de")
+    result.update(degeneracy(hyps, result.get("bleu_tok_detail", {})))
     return result
+
+
+def degeneracy(hyps, bleu_detail):
+    """Signs of degenerate output: the tokenized length ratio (hypothesis / reference tokens, from the BLEU
+    counts) and the share of hypotheses that are empty or punctuation only (e.g. "." or ".............")."""
+    ref_len = bleu_detail.get("ref_len")
+    ratio = bleu_detail["hyp_len"] / ref_len if ref_len else None
+    hollow = sum(not any(ch.isalnum() for ch in h) for h in hyps)
+    return {"length_ratio": ratio, "punct_only_pct": 100.0 * hollow / len(hyps) if hyps else None}
 
 
 def pick_examples(sources, count=N_EXAMPLES, min_words=6):
@@ -120,15 +130,17 @@ def _fmt(value, digits=2):
 
 def table_lines(models, results):
     lines = [
-        "| Model | Updates | Train (min) | BLEU (tok) | sacreBLEU | chrF | Decoding (sent/s) | Still improving? |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Model | Updates | Train (min) | BLEU (tok) | sacreBLEU | chrF | Length ratio | Empty or punctuation only "
+        "| Decoding (sent/s) | Still improving? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, desc in models:
         r = results[name]
         minutes = None if r["train_seconds"] is None else r["train_seconds"] / 60
         lines.append(
             f"| {name}: {desc} | {r['updates'] if r['updates'] is not None else '-'} | {_fmt(minutes, 1)} | "
-            f"{_fmt(r['bleu_tok'])} | {_fmt(r['sacrebleu'])} | {_fmt(r['chrf'])} | {_fmt(r['speed'], 1)} | "
+            f"{_fmt(r['bleu_tok'])} | {_fmt(r['sacrebleu'])} | {_fmt(r['chrf'])} | {_fmt(r.get('length_ratio'))} | "
+            f"{_fmt(r.get('punct_only_pct'), 1)}% | {_fmt(r['speed'], 1)} | "
             f"{still_improving(r['curve'])} |"
         )
     return lines
@@ -188,6 +200,9 @@ def build_report(args, models):
         "Scores are of the average of the last checkpoints; decoding speed is fairseq-generate's own "
         "sentences/s on the whole test split (batch 128).",
     ]
+    notes.append("Length ratio = hypothesis / reference tokens (tokenized, as BLEU counts them); empty or "
+                 "punctuation only = hypotheses without a letter or digit (the degenerate outputs of an "
+                 "untrained NAT, e.g. \".............\").")
     notes.append("Still improving? = the last validation loss is >= 2% below the loss at three quarters of "
                  "the run.")
     notes += long_run_notes(args.output, results)

@@ -65,7 +65,7 @@ def test_tiny_run_has_exact_update_counts_report_under_runs_and_curves(tmp_path)
     assert out.count("done training in") == 2
     report = run_dir / "quickstart.md"
     text = report.read_text()
-    assert "Mode: cpu" in text and "| Updates |" in text
+    assert "Mode: cpu" in text and "| Updates |" in text and "| Length ratio | Empty or punctuation only |" in text
     for name in ("ar", "cmlm"):
         assert f"| {name}: " in text
         assert json.loads((run_dir / name / "score.json").read_text())["sentences"] == 20
