@@ -87,6 +87,7 @@ def acceptance(cells, curve_map=None):
         line("Table 2: AR sequence accuracy >= 95%", get("full", "ar:beam4"), lambda v: v >= 95),
         line("Table 2: vanilla NAR sequence accuracy <= 5%", get("full", "vanilla:1pass"), lambda v: v <= 5),
         line("Table 2: PML middle layer sequence accuracy >= 80%", get("full", "pml:middle"), lambda v: v >= 80),
+        line("Table 2: the same at twice the budget (pml_long)", get("full", "pml_long:middle"), lambda v: v >= 80),
         line("full task: DAT sequence accuracy >= 90%", get("full", "dat:lookahead"), lambda v: v >= 90),
     ]
     for exp in ("easy", "full"):

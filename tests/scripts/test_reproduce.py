@@ -38,7 +38,8 @@ def test_acceptance_lines_compare_with_the_issue_thresholds():
              ("easy", "cmlm:10iter"): {"updates": 1, "seq_acc": 30.0},
              ("easy", "cmlm:1pass"): {"updates": 1, "seq_acc": 30.0},
              ("easy", "sundae_l12:T10"): {"updates": 1, "seq_acc": 50.0},
-             ("easy", "sundae_l1:T10"): {"updates": 1, "seq_acc": 26.0}}
+             ("easy", "sundae_l1:T10"): {"updates": 1, "seq_acc": 26.0},
+             ("full", "pml_long:middle"): {"updates": 6000, "seq_acc": 0.0}}
     curve = {("easy", "dat:lookahead", "seq_acc"): [(250, 3.0), (500, 100.0), (750, 99.0)]}
     lines = {claim: (measured, verdict) for claim, measured, verdict in rr.acceptance(cells, curve)}
     verdicts = {claim: verdict for claim, (_, verdict) in lines.items()}
@@ -47,6 +48,7 @@ def test_acceptance_lines_compare_with_the_issue_thresholds():
     assert rr.best_point([(1, 5.0), (2, 7.0), (3, 7.0)]) == (7.0, [2, 3])
     assert verdicts["Table 2: vanilla NAR sequence accuracy <= 5%"] == "MISSED"
     assert verdicts["Table 2: AR sequence accuracy >= 95%"] == "MISSING"
+    assert lines["Table 2: the same at twice the budget (pml_long)"] == ("0.0", "MISSED")
     assert verdicts["easy: CMLM 10 iterations > 1 pass (sequence accuracy)"] == "MISSED"  # a tie is not a win
     # +24 points but L(1) is 26: twice L(1) would be 52, so the margin needed is 26
     assert verdicts["easy: SUNDAE L(1:2) beats L(1) at T=10 by >= max(20 points, 2x L(1))"] == "MISSED"
