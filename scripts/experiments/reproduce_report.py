@@ -89,6 +89,8 @@ def acceptance(cells, curve_map=None):
         line("Table 2: PML middle layer sequence accuracy >= 80%", get("full", "pml:middle"), lambda v: v >= 80),
         line("Table 2: the same at twice the budget (pml_long)", get("full", "pml_long:middle"), lambda v: v >= 80),
         line("full task: DAT sequence accuracy >= 90%", get("full", "dat:lookahead"), lambda v: v >= 90),
+        line("full task: the same at twice the budget (dat_long)", get("full", "dat_long:lookahead"),
+             lambda v: v >= 90),
     ]
     for exp in ("easy", "full"):
         dat, diff = get(exp, "dat:lookahead"), get(exp, "diffglat:viterbi")
