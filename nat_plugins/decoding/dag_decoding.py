@@ -32,7 +32,7 @@ import torch
 
 from ..modules.dag_links import valid_link_mask
 from ..ops import dag_viterbi
-from .dag_constraints import constrained_decode_graph
+from .dag_constraints import constrained_decode_graph, continuation_mask
 from .strategy import CanvasState, DecodingStrategy, register_strategy
 
 __all__ = [
@@ -149,8 +149,11 @@ class DAGStrategy(DecodingStrategy):
         banned = sorted({model.pad, model.bos, model.eos})
         token_lp[..., banned] = float("-inf")
         if constraints is not None:  # --constraints (ours): see decoding/dag_constraints.py
+            if not hasattr(model, "_nat_continuation_mask"):  # computed once per model
+                model._nat_continuation_mask = continuation_mask(model.decoder.dictionary)
             tokens, scores, out_len, score, failed = constrained_decode_graph(
-                self, links, token_lp, lengths, model.pad, framed, constraints, self.viterbi_beta())
+                self, links, token_lp, lengths, model.pad, framed, constraints, self.viterbi_beta(),
+                continuation=model._nat_continuation_mask)
             return CanvasState(tokens, scores, out_len, extra={"score": score, "constraints_failed": failed})
         tokens, scores, out_len, score = self.decode_graph(links, token_lp, lengths, model.pad, generator,
                                                            framed=framed, frame_lp=frame_lp)

@@ -83,6 +83,7 @@ def dag_constrained_viterbi(
     beta: float = 1.0,
     max_length=None,
     length_norm: str = "vertices",
+    word_final_logprobs: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best joint-Viterbi path that emits every constraint phrase, in order.
 
@@ -98,11 +99,16 @@ def dag_constrained_viterbi(
         max_length: None, int or ``[B]``: most vertices a path may have (default ``P_b``).
         length_norm: ``"vertices"`` (divide by ``|a|^beta``) or ``"transitions"``
             (``max(1, |a| - 1)^beta``), the two rules of :func:`nat_plugins.ops.dag_viterbi`.
+        word_final_logprobs: ``[B, P]`` or None.  The score of a vertex's best free token that ends a
+            word (with subword units: not a continuation piece such as ``ab@@``).  When given, a free
+            vertex directly before the first token of a phrase must emit such a token, so removing the
+            subword markers cannot join the phrase to the word before it.  None: no such rule.
 
     Returns:
         ``(vertices [B, L] long, emits [B, L] long, lengths [B] long, scores [B])``:
         the path (``-1`` padded); per path vertex the index ``k`` of the constraint token
-        it emits or ``-1`` for its free token; the path length (0 when infeasible);
+        it emits, ``-1`` for its free token, or ``-2`` for its word-final free token (only with
+        ``word_final_logprobs``); the path length (0 when infeasible);
         the normalised score (``-inf`` when infeasible), in ``links.dtype``.
     """
     if length_norm not in ("transitions", "vertices"):
@@ -111,6 +117,9 @@ def dag_constrained_viterbi(
     B, P, _ = links.shape
     dev = links.device
     C_len = _check_constraints(constraint_logprobs, phrase_end, constraint_length, B, P, dev)
+    if word_final_logprobs is not None and tuple(word_final_logprobs.shape) != (B, P):
+        raise ValueError(f"word_final_logprobs must have shape [B, P] = [{B}, {P}], "
+                         f"got {list(word_final_logprobs.shape)}")
     C = constraint_logprobs.shape[1]
     C1 = C + 1
     dt = acc_dtype(links.dtype)
@@ -120,30 +129,40 @@ def dag_constrained_viterbi(
     valid = j[None, :] < P_dev[:, None]  # [B, P]
     tok = torch.zeros((B, P), dtype=dt, device=dev) if token_logprobs is None else token_logprobs.to(dt)
     tok = tok.masked_fill(~valid, _NEG_INF)
+    final = tok if word_final_logprobs is None else word_final_logprobs.to(dt).masked_fill(~valid, _NEG_INF)
     con_ok = (torch.arange(C, device=dev)[None, :] < C_dev[:, None])[:, :, None] & valid[:, None, :]
     con = constraint_logprobs.to(dt).masked_fill(~con_ok, _NEG_INF)  # [B, C, P]
+    # States (f, k): progress k; f = 1 when the last vertex's token is safe before a phrase (a word-final
+    # free token or a constraint token), f = 0 for any free token.
     # free[:, k]: free emission while at progress k (only at phrase boundaries);
-    # enter[:, k]: emit c_{k-1} and move from progress k - 1 to k.
+    # enter[:, k]: emit c_{k-1} and move from progress k - 1 to k, from any state inside a phrase and only
+    # from f = 1 when c_{k-1} opens a phrase.
     boundary = torch.cat([torch.ones((B, 1), dtype=torch.bool, device=dev), phrase_end], 1)  # [B, C1]
-    free = tok[:, None, :].expand(B, C1, P).masked_fill(~boundary[:, :, None], _NEG_INF)
+    free = torch.stack([tok, final], 1)[:, :, None, :].expand(B, 2, C1, P).masked_fill(
+        ~boundary[:, None, :, None], _NEG_INF)  # [B, 2, C1, P]
     enter = torch.cat([torch.full((B, 1, P), _NEG_INF, dtype=dt, device=dev), con], 1)
+    opens = boundary[:, :-1]  # [B, C]: c_k opens a phrase
 
     Lt = masked_links(links, P_dev, dt).transpose(1, 2).contiguous()  # [B, j, i]
-    buf = Lt.new_empty(B * C1 * min(P, _BLOCK) * P)
+    buf = Lt.new_empty(B * 2 * C1 * min(P, _BLOCK) * P)
     Lmax, Pmax = int(M_len.max()), int(P_len.max())
-    delta = torch.full((B, Lmax, C1, P), _NEG_INF, dtype=dt, device=dev)
-    delta[:, 0, 0, 0] = free[:, 0, 0]  # a path starts at vertex 0 with progress 0 or 1
+    delta = torch.full((B, Lmax, 2, C1, P), _NEG_INF, dtype=dt, device=dev)
+    delta[:, 0, :, 0, 0] = free[:, :, 0, 0]  # a path starts at vertex 0 with progress 0 or 1
     if C1 > 1:
-        delta[:, 0, 1, 0] = enter[:, 1, 0]
-    a = torch.empty((B, C1, P), dtype=dt, device=dev)
+        delta[:, 0, 1, 1, 0] = enter[:, 1, 0]
+    a = torch.empty((B, 2 * C1, P), dtype=dt, device=dev)
     for n in range(1, Lmax):
         a.fill_(_NEG_INF)
-        _maxplus_states(delta[:, n - 1], Lt, a, n - 1, Pmax - 1, n, Pmax, buf)
-        shifted = torch.cat([torch.full_like(a[:, :1], _NEG_INF), a[:, :-1]], 1)
-        delta[:, n] = torch.maximum(a + free, shifted + enter)
+        _maxplus_states(delta[:, n - 1].reshape(B, 2 * C1, P), Lt, a, n - 1, Pmax - 1, n, Pmax, buf)
+        a2 = a.view(B, 2, C1, P)
+        any_f = torch.maximum(a2[:, 0], a2[:, 1])  # [B, C1, P]
+        source = torch.where(opens[:, :, None], a2[:, 1, :-1], any_f[:, :-1])  # [B, C, P]: to enter c_k
+        shifted = torch.cat([torch.full_like(any_f[:, :1], _NEG_INF), source], 1)
+        delta[:, n, 0] = any_f + free[:, 0]
+        delta[:, n, 1] = torch.maximum(any_f + free[:, 1], shifted + enter)
 
     rows = torch.arange(B, device=dev)
-    ends = delta[rows, :, C_dev, P_dev - 1]  # [B, Lmax]: best raw score per path length
+    ends = delta[rows, :, :, C_dev, P_dev - 1].amax(2)  # [B, Lmax]: best raw score per path length
     n_vertices = torch.arange(1, Lmax + 1, device=dev, dtype=dt)
     divisor = (n_vertices - 1).clamp(min=1) if length_norm == "transitions" else n_vertices
     norm = ends / divisor.pow(float(beta))
@@ -156,24 +175,38 @@ def dag_constrained_viterbi(
     verts = torch.full((B, L_out + 1), -1, dtype=torch.long, device=dev)
     emits = torch.full((B, L_out + 1), -1, dtype=torch.long, device=dev)
     v, k = P_dev - 1, C_dev.clone()
+    last = delta[rows, torch.clamp(best_n, min=0), :, k, v]  # [B, 2]
+    f = last.argmax(1)
     for n in range(L_out - 1, -1, -1):
         active = found & (n <= best_n)
         slot = torch.where(active, torch.full_like(v, n), torch.full_like(v, L_out))
-        # Which move reached (n, k, v): the free emission or entering from k - 1?
+        # Which move reached (n, f, k, v): a free emission (f = 0: any token, f = 1: word-final) or
+        # entering c_{k-1} from progress k - 1 (only f = 1)?
         if n > 0:
             into_v = Lt[rows, v]  # [B, P] links i -> v
-            stay = delta[rows, n - 1, k] + into_v
-            came = delta[rows, n - 1, (k - 1).clamp(min=0)] + into_v
-            stay_best, stay_arg = stay.max(1)
-            came_best, came_arg = came.max(1)
-            s_free = stay_best + free[rows, k, v]
-            s_enter = torch.where(k > 0, came_best + enter[rows, k, v], torch.full_like(came_best, _NEG_INF))
+            prev = delta[rows, n - 1]  # [B, 2, C1, P]
+            stay = prev[rows, :, k] + into_v[:, None, :]  # [B, 2, P]
+            km1 = (k - 1).clamp(min=0)
+            opened = opens[rows, km1] & (k > 0)
+            came = prev[rows, :, km1] + into_v[:, None, :]
+            came = torch.where(opened[:, None, None], came.masked_fill(
+                torch.tensor([True, False], device=dev)[None, :, None], _NEG_INF), came)
+            stay_best, stay_arg = stay.reshape(B, -1).max(1)
+            came_best, came_arg = came.reshape(B, -1).max(1)
+            s_free = stay_best + free[rows, f, k, v]
+            s_enter = torch.where((k > 0) & (f == 1), came_best + enter[rows, k, v],
+                                  torch.full_like(came_best, _NEG_INF))
             entered = s_enter > s_free
         else:
             entered = k > 0  # vertex 0 itself emitted c_0
         verts[rows, slot] = torch.where(active, v, -1)
-        emits[rows, slot] = torch.where(active & entered, k - 1, -1)
+        free_code = torch.where(f == 1, torch.full_like(k, -2), torch.full_like(k, -1))
+        emits[rows, slot] = torch.where(active, torch.where(entered, k - 1, free_code), -1)
         if n > 0:
-            v = torch.where(active, torch.where(entered, came_arg, stay_arg), v)
+            pick = torch.where(entered, came_arg, stay_arg)
+            v = torch.where(active, pick % P, v)
+            f = torch.where(active, pick // P, f)
             k = torch.where(active & entered, k - 1, k)
+    if word_final_logprobs is None:
+        emits = emits.masked_fill(emits.eq(-2), -1)
     return verts[:, :L_out], emits[:, :L_out], lengths, scores.to(links.dtype)

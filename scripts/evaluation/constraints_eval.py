@@ -26,7 +26,7 @@ import random
 import re
 import sys
 
-__all__ = ["pick_phrases", "contains_in_order", "output_lines", "check_outputs", "main"]
+__all__ = ["pick_phrases", "contains_in_order", "output_lines", "constraint_lines", "check_outputs", "main"]
 
 
 def pick_phrases(words, count, max_words, rng):
@@ -69,6 +69,18 @@ def output_lines(path, prefix):
     return out
 
 
+def constraint_lines(path):
+    """{id: [phrase, ...]} of the ``C-`` lines of fairseq-interactive output: the constraints as the model got
+    them (tokenized, BPE removed), so they compare with the ``H-`` lines; e.g. ``jdm.`` becomes ``jdm .``."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("C-"):
+                head, _, text = line.rstrip("\n").partition("\t")
+                out.setdefault(int(head[2:]), []).append(text)
+    return out
+
+
 def _norm(text):
     return " ".join(text.replace("@@ ", "").split())
 
@@ -82,10 +94,16 @@ def cmd_make(args):
     return 0
 
 
-def check_outputs(input_path, output_path, log_path=None):
-    """Satisfaction counts of a constrained fairseq-interactive run (see the module docstring)."""
+def check_outputs(input_path, output_path, log_path=None, printed_from=None):
+    """Satisfaction counts of a constrained fairseq-interactive run (see the module docstring).
+
+    The phrases are those of ``input_path``, or, where ``printed_from`` (a constrained run's output, by default
+    ``output_path``) has ``C-`` lines, those: the form the model was asked to emit."""
     with open(input_path, encoding="utf-8") as f:
         constraints = [line.rstrip("\n").split("\t")[1:] for line in f]
+    for i, phrases in constraint_lines(printed_from or output_path).items():
+        if i < len(constraints):
+            constraints[i] = phrases
     hyps = output_lines(output_path, "H-")
     infeasible = set()
     if log_path:

@@ -75,6 +75,17 @@ def interactive(args, input_path, out_path, *extra):
     return float(found[-1])
 
 
+def _in_order_as_substrings(hypothesis, phrases):
+    """Whether the phrases occur in order in the hypothesis text, word boundaries ignored."""
+    at = 0
+    for phrase in phrases:
+        found = hypothesis.find(phrase, at)
+        if found < 0:
+            return False
+        at = found + len(phrase)
+    return True
+
+
 def _slug(name):
     return re.sub(r"[^a-z]+", "_", name.lower()).strip("_")
 
@@ -121,9 +132,16 @@ def run(args):
         row = {"system": name, "seconds": round(statistics.median(times[name]), 3), "all_seconds": times[name],
                **{k: v for k, v in scores(args, out, refs, raw_refs).items() if k in ("bleu_tok", "sacrebleu", "chrf")}}
         # every system is checked against the constraints: the free ones show how often they hold anyway
-        check = constraints_eval.check_outputs(constrained_in, out, out + ".log" if "constrained" in name else None)
+        check = constraints_eval.check_outputs(constrained_in, out, out + ".log" if "constrained" in name else None,
+                                               printed_from=os.path.join(work, _slug("constrained, joint-Viterbi") + ".out"))
         row.update({k: check[k] for k in ("with_constraints", "infeasible", "feasible_met", "satisfaction_rate")})
         row["unmet_ids"] = check["unmet_ids"][:20]
+        # unmet only because a phrase's first word was joined to the word before it: the token before the
+        # phrase ended in the BPE continuation marker, so removing the BPE glued them together
+        hyps_here = constraints_eval.output_lines(out, "H-")
+        printed = constraints_eval.constraint_lines(os.path.join(work, _slug("constrained, joint-Viterbi") + ".out"))
+        row["unmet_joined_to_previous_word"] = sum(
+            _in_order_as_substrings(hyps_here.get(i, ""), printed.get(i, [])) for i in check["unmet_ids"])
         rows.append(row)
     base = rows[0]["seconds"]
     for row in rows:
@@ -152,18 +170,21 @@ def markdown(result):
         f"- Checkpoint: `{result['checkpoint']}`; {result['sentences']} sentences",
         f"- Constraints: up to {result['phrases']} disjoint reference spans of 1-{result['max_words']} "
         f"tokens per sentence, in reference order (seed {result['seed']}); satisfaction is counted on the "
-        "`H-` lines (tokenized, BPE removed), where every phrase must occur in order.",
+        "`H-` lines (tokenized, BPE removed), where every phrase must occur in order as whole tokens, in the form "
+        "fairseq-interactive printed it (`C-` lines: Moses-tokenized like the input, e.g. `jdm.` becomes `jdm .`).",
         f"- Time: fairseq-interactive's translation time (model only), median of {result['reps']} "
         "repetitions run in turn.",
     ]
     if result["note"]:
         lines.append(f"- Note: {result['note']}")
-    lines += ["", "| Decoding | Constraints met (feasible) | Infeasible | BLEU (tok) | sacreBLEU | chrF "
-              "| Time (s) | Time vs free joint-Viterbi |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| Decoding | Constraints met (feasible) | Infeasible | Unmet: phrase joined to the word before "
+              "| BLEU (tok) | sacreBLEU | chrF | Time (s) | Time vs free joint-Viterbi |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         feasible = r["with_constraints"] - r["infeasible"]
         lines.append(f"| {r['system']} | {r['feasible_met']}/{feasible} ({r['satisfaction_rate']}%) | "
-                     f"{r['infeasible'] if 'constrained' in r['system'] else '-'} | {r['bleu_tok']} | "
+                     f"{r['infeasible'] if 'constrained' in r['system'] else '-'} | "
+                     f"{r.get('unmet_joined_to_previous_word', '-')} | {r['bleu_tok']} | "
                      f"{r['sacrebleu']} | {r['chrf']} | {r['seconds']} | {r['time_vs_free_viterbi']}x |")
     lines += ["", "Free rows: how often the constraints hold without being asked for (infeasibility is only "
               "known for the constrained run).", "", "## Examples", ""]

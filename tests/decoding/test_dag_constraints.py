@@ -97,3 +97,34 @@ def test_phrase_tensors():
     assert tok.tolist() == [[5, 6, 7], [0, 0, 0], [9, 0, 0]]
     assert end.tolist() == [[False, True, True], [False] * 3, [True, False, False]]
     assert C.tolist() == [3, 0, 1]
+
+
+def test_no_bpe_continuation_piece_right_before_a_phrase():
+    """With t6 a continuation piece ("ab@@"), t4 t6 t7 t8 would read "t4 t6t7 t8" once the BPE is removed.
+    The best path that keeps "t7" a word of its own is [0, 3, 4]: ln(.40 * .9 * .2 * .9) / 2 = -1.368 beats
+    [0, 2, 3, 4] with v2's best word-final token (p 1e-3): ln(.25 * .55 * .9 * 1e-3 * .2 * .9) / 3 = -3.6."""
+    links, tok = hand_dag()
+    continuation = torch.zeros(tok.size(-1), dtype=torch.bool)
+    continuation[6] = True
+    tokens, _, lengths, score, failed = constrained_decode_graph(
+        strategy(), links, tok, torch.full((1,), 5), PAD, False, [[[7]]], 1.0, continuation=continuation)
+    assert out(tokens, lengths) == [4, 7, 8] and not failed[0]
+    assert math.isclose(float(score[0]), math.log(.40 * .9 * .2 * .9) / 2, rel_tol=1e-5)
+    # without the mask the continuation piece stays (the by-hand answer above)
+    plain_tokens, _, plain_lengths, _, _ = run([[[7]]])
+    assert out(plain_tokens, plain_lengths) == [4, 6, 7, 8]
+
+
+def test_continuation_mask_reads_subword_nmt_markers():
+    from fairseq.data import Dictionary
+
+    from nat_plugins.decoding.dag_constraints import continuation_mask
+
+    d = Dictionary()
+    for w in ("ab@@", "stürzen", "Haus"):
+        d.add_symbol(w)
+    mask = continuation_mask(d)
+    assert mask.tolist() == [w.endswith("@@") for w in d.symbols] and int(mask.sum()) == 1
+    plain = Dictionary()
+    plain.add_symbol("Haus")
+    assert continuation_mask(plain) is None

@@ -29,8 +29,18 @@ def _placements(n, phrase_lens):
         yield tuple(slots)
 
 
-def brute(links, tok, con, phrases, P_len, max_len, beta, length_norm="vertices"):
-    """Per sentence ``(path, emits, score)`` of the best constrained path, or (None, None, -inf)."""
+def _word_final_slots(slots, lens):
+    """``slots`` with -2 for every free slot directly before the first token of a phrase."""
+    starts = set(itertools.accumulate([0] + lens[:-1]))
+    return tuple(-2 if k == -1 and i + 1 < len(slots) and slots[i + 1] in starts else k
+                 for i, k in enumerate(slots))
+
+
+def brute(links, tok, con, phrases, P_len, max_len, beta, length_norm="vertices", tok_final=None):
+    """Per sentence ``(path, emits, score)`` of the best constrained path, or (None, None, -inf).
+
+    With ``tok_final``, a free vertex right before a phrase's first token scores (and reports, as -2) its
+    word-final token instead."""
     out = []
     for b in range(links.shape[0]):
         lens = [len(p) for p in phrases[b]]
@@ -39,8 +49,10 @@ def brute(links, tok, con, phrases, P_len, max_len, beta, length_norm="vertices"
             for path in bf.paths(int(P_len[b]), n):
                 base = float(bf.path_score(None, links[b].double(), path))
                 for slots in (_placements(n, lens) if lens else [tuple([-1] * n)]):
-                    raw = base + sum(float(con[b, k, v]) if k >= 0 else float(tok[b, v])
-                                     for v, k in zip(path, slots))
+                    if tok_final is not None:
+                        slots = _word_final_slots(slots, lens)
+                    raw = base + sum(float(con[b, k, v]) if k >= 0 else
+                                     float((tok_final if k == -2 else tok)[b, v]) for v, k in zip(path, slots))
                     s = raw / (max(1, n - 1) if length_norm == "transitions" else n) ** beta
                     if s > best:
                         best, best_p, best_e = s, path, slots
@@ -78,11 +90,12 @@ PHRASES = [
 ]
 
 
-def _check(links, tok, con, phrase_end, C_len, P_len, beta, max_length, length_norm="vertices"):
+def _check(links, tok, con, phrase_end, C_len, P_len, beta, max_length, length_norm="vertices", tok_final=None):
     verts, emits, lengths, scores = dag_constrained_viterbi(
-        links, tok, con, phrase_end, C_len, P_len, beta=beta, max_length=max_length, length_norm=length_norm)
+        links, tok, con, phrase_end, C_len, P_len, beta=beta, max_length=max_length, length_norm=length_norm,
+        word_final_logprobs=tok_final)
     M = P_len if max_length is None else torch.clamp(P_len, max=max_length)
-    ref = brute(clean(links), tok, con, PHRASES, P_len, M, beta, length_norm)
+    ref = brute(clean(links), tok, con, PHRASES, P_len, M, beta, length_norm, tok_final)
     for b, (path, slots, best) in enumerate(ref):
         n = int(lengths[b])
         assert (verts[b, n:] == -1).all() and (emits[b, n:] == -1).all()
@@ -102,6 +115,20 @@ def _check(links, tok, con, phrase_end, C_len, P_len, beta, max_length, length_n
 def test_constrained_viterbi_brute_force(beta, max_length, length_norm):
     for seed in (3, 4):
         _check(*_batch(seed, PHRASES), beta, max_length, length_norm)
+
+
+@pytest.mark.parametrize("length_norm", ["vertices", "transitions"])
+def test_word_final_rule_before_each_phrase_brute_force(length_norm):
+    """A free vertex right before a phrase emits its best word-final token (lower than its best token)."""
+    for seed in (3, 4, 5):
+        links, tok, con, phrase_end, C_len, P_len = _batch(seed, PHRASES)
+        g = torch.Generator().manual_seed(seed + 11)
+        tok_final = tok - torch.rand(tok.shape, generator=g, dtype=torch.float64) * 3.0
+        _, emits, _, _ = _check(links, tok, con, phrase_end, C_len, P_len, 1.0, None, length_norm, tok_final)
+        assert bool(emits.eq(-2).any())  # the rule did bind somewhere
+    # -inf word-final scores everywhere: a phrase can only open the path (vertex 0) or follow another phrase
+    links, tok, con, phrase_end, C_len, P_len = _batch(6, PHRASES)
+    _check(links, tok, con, phrase_end, C_len, P_len, 1.0, None, "vertices", torch.full_like(tok, float("-inf")))
 
 
 def test_neg_inf_links_and_token_scores():
