@@ -112,19 +112,27 @@ def constrained_decode_graph(strategy, links, token_logprobs, lengths, pad, fram
     lengths = lengths.to(links.device).long()
     lp = token_logprobs.float()
     best_lp, best_tok = lp.max(-1)  # [N, P]
-    final_lp, final_tok = best_lp, best_tok
-    if continuation is not None:
-        final_lp, final_tok = lp.masked_fill(continuation.to(lp.device), float("-inf")).max(-1)
     con_tok, phrase_end, C_len = phrase_tensors(constraints, links.device)
+    final_lp = final_tok = None
+    if continuation is not None:
+        # per progress k, the vertex before the phrase opening at c_k emits its best word-final token other
+        # than c_k itself (the repeat merge would swallow a copy of c_k and glue the word before it)
+        top_lp, top_tok = lp.masked_fill(continuation.to(lp.device), float("-inf")).topk(2, dim=-1)  # [N, P, 2]
+        opening = torch.cat([con_tok, con_tok.new_full((con_tok.size(0), 1), -1)], 1)  # [N, C + 1]
+        same = top_tok[:, None, :, 0].eq(opening[:, :, None])  # [N, C + 1, P]
+        final_lp = torch.where(same, top_lp[:, None, :, 1], top_lp[:, None, :, 0])
+        final_tok = torch.where(same, top_tok[:, None, :, 1], top_tok[:, None, :, 0])
     con_lp = lp.gather(2, con_tok[:, None, :].expand(-1, lp.size(1), -1)).transpose(1, 2)  # [N, C, P]
     if framed:
         verts = torch.arange(best_lp.size(1), device=best_lp.device)[None, :]
         frame = verts.eq(0) | verts.eq(lengths[:, None] - 1)
-        best_lp, final_lp = best_lp.masked_fill(frame, 0.0), final_lp.masked_fill(frame, 0.0)
+        best_lp = best_lp.masked_fill(frame, 0.0)
+        if final_lp is not None:
+            final_lp = final_lp.masked_fill(frame[:, None, :], 0.0)
         con_lp = con_lp.masked_fill(frame[:, None, :], float("-inf"))
     vertices, emits, _, score = dag_constrained_viterbi(
         links, best_lp, con_lp, phrase_end, C_len, lengths, beta=beta, length_norm="transitions",
-        word_final_logprobs=final_lp if continuation is not None else None)
+        word_final_logprobs=final_lp)
     if framed:
         vertices, emits = vertices[:, 1:], emits[:, 1:]
         last = vertices.eq(lengths[:, None] - 1)
@@ -133,11 +141,14 @@ def constrained_decode_graph(strategy, links, token_logprobs, lengths, pad, fram
     v = vertices.clamp(min=0)
     forced = emits.ge(0)
     k = emits.clamp(min=0)
-    word_final = emits.eq(-2)
-    free_tok = torch.where(word_final, final_tok.gather(1, v), best_tok.gather(1, v))
-    free_lp = torch.where(word_final, final_lp.gather(1, v), best_lp.gather(1, v))
-    tokens = torch.where(forced, con_tok.gather(1, k), free_tok).masked_fill(~on_path, pad)
     rows = torch.arange(v.size(0), device=v.device)[:, None]
+    free_tok, free_lp = best_tok.gather(1, v), best_lp.gather(1, v)
+    if final_lp is not None:
+        word_final = emits.eq(-2)
+        progress = forced.long().cumsum(1) - forced.long()  # constraint tokens before each path position
+        free_tok = torch.where(word_final, final_tok[rows, progress, v], free_tok)
+        free_lp = torch.where(word_final, final_lp[rows, progress, v], free_lp)
+    tokens = torch.where(forced, con_tok.gather(1, k), free_tok).masked_fill(~on_path, pad)
     tok_lp = torch.where(forced, con_lp[rows, k, v], free_lp).masked_fill(~on_path, 0.0)
     tokens, tok_lp, out_len = merge_repeats_keeping(tokens, tok_lp, on_path.sum(1), pad, forced)
     score = score.float()

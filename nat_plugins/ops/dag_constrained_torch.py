@@ -99,10 +99,13 @@ def dag_constrained_viterbi(
         max_length: None, int or ``[B]``: most vertices a path may have (default ``P_b``).
         length_norm: ``"vertices"`` (divide by ``|a|^beta``) or ``"transitions"``
             (``max(1, |a| - 1)^beta``), the two rules of :func:`nat_plugins.ops.dag_viterbi`.
-        word_final_logprobs: ``[B, P]`` or None.  The score of a vertex's best free token that ends a
-            word (with subword units: not a continuation piece such as ``ab@@``).  When given, a free
-            vertex directly before the first token of a phrase must emit such a token, so removing the
-            subword markers cannot join the phrase to the word before it.  None: no such rule.
+        word_final_logprobs: ``[B, P]``, ``[B, C + 1, P]`` or None.  The score of a vertex's best free
+            token that ends a word (with subword units: not a continuation piece such as ``ab@@``); in
+            the ``[B, C + 1, P]`` form, per progress ``k``, the one that may stand before the phrase
+            opening at ``c_k`` (the caller can exclude ``c_k`` itself, which the repeat merge would
+            swallow).  When given, a free vertex directly before the first token of a phrase must emit
+            such a token, so removing the subword markers cannot join the phrase to the word before it.
+            None: no such rule.
 
     Returns:
         ``(vertices [B, L] long, emits [B, L] long, lengths [B] long, scores [B])``:
@@ -117,10 +120,10 @@ def dag_constrained_viterbi(
     B, P, _ = links.shape
     dev = links.device
     C_len = _check_constraints(constraint_logprobs, phrase_end, constraint_length, B, P, dev)
-    if word_final_logprobs is not None and tuple(word_final_logprobs.shape) != (B, P):
-        raise ValueError(f"word_final_logprobs must have shape [B, P] = [{B}, {P}], "
-                         f"got {list(word_final_logprobs.shape)}")
     C = constraint_logprobs.shape[1]
+    if word_final_logprobs is not None and tuple(word_final_logprobs.shape) not in ((B, P), (B, C + 1, P)):
+        raise ValueError(f"word_final_logprobs must have shape [B, P] = [{B}, {P}] or [B, C + 1, P] = "
+                         f"[{B}, {C + 1}, {P}], got {list(word_final_logprobs.shape)}")
     C1 = C + 1
     dt = acc_dtype(links.dtype)
     P_dev, C_dev = P_len.to(dev), C_len.to(dev)
@@ -129,7 +132,8 @@ def dag_constrained_viterbi(
     valid = j[None, :] < P_dev[:, None]  # [B, P]
     tok = torch.zeros((B, P), dtype=dt, device=dev) if token_logprobs is None else token_logprobs.to(dt)
     tok = tok.masked_fill(~valid, _NEG_INF)
-    final = tok if word_final_logprobs is None else word_final_logprobs.to(dt).masked_fill(~valid, _NEG_INF)
+    final = tok[:, None, :] if word_final_logprobs is None else word_final_logprobs.to(dt)
+    final = (final if final.dim() == 3 else final[:, None, :]).masked_fill(~valid[:, None, :], _NEG_INF)
     con_ok = (torch.arange(C, device=dev)[None, :] < C_dev[:, None])[:, :, None] & valid[:, None, :]
     con = constraint_logprobs.to(dt).masked_fill(~con_ok, _NEG_INF)  # [B, C, P]
     # States (f, k): progress k; f = 1 when the last vertex's token is safe before a phrase (a word-final
@@ -138,7 +142,7 @@ def dag_constrained_viterbi(
     # enter[:, k]: emit c_{k-1} and move from progress k - 1 to k, from any state inside a phrase and only
     # from f = 1 when c_{k-1} opens a phrase.
     boundary = torch.cat([torch.ones((B, 1), dtype=torch.bool, device=dev), phrase_end], 1)  # [B, C1]
-    free = torch.stack([tok, final], 1)[:, :, None, :].expand(B, 2, C1, P).masked_fill(
+    free = torch.stack([tok[:, None, :].expand(B, C1, P), final.expand(B, C1, P)], 1).masked_fill(
         ~boundary[:, None, :, None], _NEG_INF)  # [B, 2, C1, P]
     enter = torch.cat([torch.full((B, 1, P), _NEG_INF, dtype=dt, device=dev), con], 1)
     opens = boundary[:, :-1]  # [B, C]: c_k opens a phrase

@@ -128,3 +128,23 @@ def test_continuation_mask_reads_subword_nmt_markers():
     plain = Dictionary()
     plain.add_symbol("Haus")
     assert continuation_mask(plain) is None
+
+
+def test_phrase_stays_a_word_even_when_the_merge_swallows_a_copy_of_it():
+    """Random graphs where the phrase's token (3) is likely everywhere: the vertex before the phrase must not
+    emit a copy of it (the repeat merge would drop that copy and glue the continuation piece before it)."""
+    g = torch.Generator().manual_seed(0)
+    N, P, V = 40, 8, 6
+    links = torch.randn(N, P, P, generator=g).triu(1).masked_fill(torch.ones(P, P).tril().bool(), float("-inf"))
+    links = links.log_softmax(-1).nan_to_num(neginf=float("-inf"))
+    tok = torch.randn(N, P, V, generator=g)
+    tok[..., 3] += 2.0  # the phrase token is often the best word-final token too
+    tok[..., 1] += 1.0  # and a continuation piece often the best token
+    continuation = torch.tensor([False, True, True, False, False, False])
+    tokens, _, lengths, _, failed = constrained_decode_graph(
+        strategy(), links, tok.log_softmax(-1), torch.full((N,), P), PAD, False, [[[3]]] * N, 1.0,
+        continuation=continuation)
+    for b in range(N):
+        seq = out(tokens, lengths, b)
+        assert not failed[b]
+        assert any(t == 3 and (i == 0 or not continuation[seq[i - 1]]) for i, t in enumerate(seq)), seq

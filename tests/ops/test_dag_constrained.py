@@ -36,6 +36,11 @@ def _word_final_slots(slots, lens):
                  for i, k in enumerate(slots))
 
 
+def _final(tok_final, b, k_next, v):
+    """The word-final score of vertex v before the phrase opening at constraint token k_next."""
+    return float(tok_final[b, v] if tok_final.dim() == 2 else tok_final[b, k_next, v])
+
+
 def brute(links, tok, con, phrases, P_len, max_len, beta, length_norm="vertices", tok_final=None):
     """Per sentence ``(path, emits, score)`` of the best constrained path, or (None, None, -inf).
 
@@ -51,8 +56,8 @@ def brute(links, tok, con, phrases, P_len, max_len, beta, length_norm="vertices"
                 for slots in (_placements(n, lens) if lens else [tuple([-1] * n)]):
                     if tok_final is not None:
                         slots = _word_final_slots(slots, lens)
-                    raw = base + sum(float(con[b, k, v]) if k >= 0 else
-                                     float((tok_final if k == -2 else tok)[b, v]) for v, k in zip(path, slots))
+                    raw = base + sum(float(con[b, k, v]) if k >= 0 else float(tok[b, v]) if k == -1 else
+                                     _final(tok_final, b, slots[i + 1], v) for i, (v, k) in enumerate(zip(path, slots)))
                     s = raw / (max(1, n - 1) if length_norm == "transitions" else n) ** beta
                     if s > best:
                         best, best_p, best_e = s, path, slots
@@ -126,6 +131,11 @@ def test_word_final_rule_before_each_phrase_brute_force(length_norm):
         tok_final = tok - torch.rand(tok.shape, generator=g, dtype=torch.float64) * 3.0
         _, emits, _, _ = _check(links, tok, con, phrase_end, C_len, P_len, 1.0, None, length_norm, tok_final)
         assert bool(emits.eq(-2).any())  # the rule did bind somewhere
+    # per-progress word-final scores ([B, C + 1, P]: e.g. excluding the token that opens the next phrase)
+    links, tok, con, phrase_end, C_len, P_len = _batch(7, PHRASES)
+    per_k = tok[:, None, :] - torch.rand((tok.size(0), con.size(1) + 1, tok.size(1)), dtype=torch.float64,
+                                         generator=torch.Generator().manual_seed(1)) * 3.0
+    _check(links, tok, con, phrase_end, C_len, P_len, 1.0, None, "transitions", per_k)
     # -inf word-final scores everywhere: a phrase can only open the path (vertex 0) or follow another phrase
     links, tok, con, phrase_end, C_len, P_len = _batch(6, PHRASES)
     _check(links, tok, con, phrase_end, C_len, P_len, 1.0, None, "vertices", torch.full_like(tok, float("-inf")))
