@@ -139,7 +139,8 @@ def test_jobs_2_trains_both_models(parallel_run):
         assert f"[{name}] validation at 4 updates" in out
         folder = os.path.join(env["RUN_DIR"], name)
         assert os.path.exists(os.path.join(folder, "train.done"))
-        assert open(os.path.join(folder, "train.env")).read().split() == ["JOBS=2", f"THREADS={_threads(2)}"]
+        assert open(os.path.join(folder, "train.env")).read().split() == [
+            "JOBS=2", f"THREADS={_threads(2)}", "MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=17179869184"]
         assert json.load(open(os.path.join(folder, "score.json")))["sentences"] == 20
 
 
