@@ -320,7 +320,8 @@ def test_ctranslate2_converter_path(tiny_run):
         pytest.skip("ctranslate2 not installed (make bench installs it)")
     rc, results, _ = tiny_run
     # int8 + float32 rows for both AR entries; the float32 conversion's parity is enforced
-    checks = {c["entry"]: c for c in results["parity"]}
+    checks = {c["entry"]: c for c in results["parity"] if c["entry"].startswith("ct2_")}  # (fast-path rows
+    # join in when onnxruntime is installed too)
     assert set(checks) == {f"ct2_{t}_{n}" for t in ("int8", "float32") for n in ("ar_beam4", "ar_greedy")}
     greedy = checks["ct2_float32_ar_greedy"]
     assert greedy["enforced"] and greedy["ok"], greedy

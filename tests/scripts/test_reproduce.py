@@ -73,7 +73,7 @@ def test_tiny_suite_end_to_end_and_cached(tmp_path, monkeypatch, capsys):
     seen = {(r["system"], r["metric"], r["updates"]) for r in records}
     # the curve decoding at both kept checkpoints, the other decoding at the last one only; the validation
     # loss of the checkpoint beside every decoding of it
-    metrics = ("token_acc", "seq_acc", "valid_min_loss")
+    metrics = ("token_acc", "seq_acc", "mixed_outputs", "valid_min_loss")
     assert seen == {("cmlm:2iter", m, u) for m in metrics for u in (10, 20)} | {("cmlm:1pass", m, 20) for m in metrics}
     assert all(r["experiment"] == "tiny" and 0 <= r["value"] <= 100 for r in records)
     losses = {(r["system"], r["updates"]): r["value"] for r in records if r["metric"] == "valid_min_loss"}
