@@ -181,6 +181,7 @@ def dag_constrained_viterbi(
     v, k = P_dev - 1, C_dev.clone()
     last = delta[rows, torch.clamp(best_n, min=0), :, k, v]  # [B, 2]
     f = last.argmax(1)
+    unsafe = torch.tensor([True, False], device=dev)[None, :, None]  # f = 0 may not precede a phrase
     for n in range(L_out - 1, -1, -1):
         active = found & (n <= best_n)
         slot = torch.where(active, torch.full_like(v, n), torch.full_like(v, L_out))
@@ -193,8 +194,7 @@ def dag_constrained_viterbi(
             km1 = (k - 1).clamp(min=0)
             opened = opens[rows, km1] & (k > 0)
             came = prev[rows, :, km1] + into_v[:, None, :]
-            came = torch.where(opened[:, None, None], came.masked_fill(
-                torch.tensor([True, False], device=dev)[None, :, None], _NEG_INF), came)
+            came = torch.where(opened[:, None, None], came.masked_fill(unsafe, _NEG_INF), came)
             stay_best, stay_arg = stay.reshape(B, -1).max(1)
             came_best, came_arg = came.reshape(B, -1).max(1)
             s_free = stay_best + free[rows, f, k, v]

@@ -42,6 +42,7 @@ import constraints_eval  # noqa: E402  (scripts/evaluation/constraints_eval.py)
 import score  # noqa: E402  (scripts/evaluation/score.py)
 
 _TIME = re.compile(r"translation time: ([0-9.]+)")
+CONSTRAINED = "constrained, joint-Viterbi"
 
 
 class ReportError(Exception):
@@ -117,37 +118,36 @@ def run(args):
     viterbi = ["--decoding-strategy", "dag_joint_viterbi", "--decode-viterbi-beta", str(args.viterbi_beta)]
     systems = {  # name: (input, flags)
         "free, joint-Viterbi": (free_in, viterbi),
-        "constrained, joint-Viterbi": (constrained_in, viterbi + ["--constraints"]),
+        CONSTRAINED: (constrained_in, viterbi + ["--constraints"]),
         "free, " + args.free_flags: (free_in, shlex.split(args.free_flags)),
     }
+    outputs = {name: os.path.join(work, _slug(name) + ".out") for name in systems}
     times = {name: [] for name in systems}
     for rep in range(args.reps):
         for name, (path, flags) in systems.items():
-            out = os.path.join(work, _slug(name) + ".out")
-            times[name].append(interactive(args, path, out, *flags))
+            times[name].append(interactive(args, path, outputs[name], *flags))
             print(f"[constraints] repetition {rep + 1}/{args.reps}: {name}: {times[name][-1]:.2f} s", flush=True)
-    rows = []
-    for name, (path, _) in systems.items():
-        out = os.path.join(work, _slug(name) + ".out")
+    # the constraints as fairseq-interactive printed them (C- lines of the constrained run), for every system
+    constrained_out = outputs[CONSTRAINED]
+    printed = constraints_eval.constraint_lines(constrained_out)
+    rows, hyps = [], {}
+    for name, out in outputs.items():
+        hyps[name] = constraints_eval.output_lines(out, "H-")
         row = {"system": name, "seconds": round(statistics.median(times[name]), 3), "all_seconds": times[name],
                **{k: v for k, v in scores(args, out, refs, raw_refs).items() if k in ("bleu_tok", "sacrebleu", "chrf")}}
         # every system is checked against the constraints: the free ones show how often they hold anyway
-        check = constraints_eval.check_outputs(constrained_in, out, out + ".log" if "constrained" in name else None,
-                                               printed_from=os.path.join(work, _slug("constrained, joint-Viterbi") + ".out"))
+        check = constraints_eval.check_outputs(constrained_in, out, out + ".log" if name == CONSTRAINED else None,
+                                               printed_from=constrained_out)
         row.update({k: check[k] for k in ("with_constraints", "infeasible", "feasible_met", "satisfaction_rate")})
         row["unmet_ids"] = check["unmet_ids"][:20]
         # unmet only because a phrase's first word was joined to the word before it: the token before the
         # phrase ended in the BPE continuation marker, so removing the BPE glued them together
-        hyps_here = constraints_eval.output_lines(out, "H-")
-        printed = constraints_eval.constraint_lines(os.path.join(work, _slug("constrained, joint-Viterbi") + ".out"))
         row["unmet_joined_to_previous_word"] = sum(
-            _in_order_as_substrings(hyps_here.get(i, ""), printed.get(i, [])) for i in check["unmet_ids"])
+            _in_order_as_substrings(hyps[name].get(i, ""), printed.get(i, [])) for i in check["unmet_ids"])
         rows.append(row)
     base = rows[0]["seconds"]
     for row in rows:
         row["time_vs_free_viterbi"] = round(row["seconds"] / base, 2) if base else None
-    hyps = {row["system"]: constraints_eval.output_lines(
-        os.path.join(work, _slug(row["system"]) + ".out"), "H-") for row in rows}
     examples = [{"source": sources[i], "constraints": constraints[i], "reference": refs[i],
                  **{row["system"]: hyps[row["system"]].get(i, "") for row in rows}}
                 for i in range(min(args.examples, len(sources)))]
